@@ -1,0 +1,3 @@
+"""twinstream: streaming similarity matching with Siamese networks."""
+
+__version__ = "0.1.0"

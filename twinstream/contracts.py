@@ -1,0 +1,164 @@
+"""The values that cross stage boundaries: frozen dataclasses and StrEnums, never string-keyed dicts.
+
+Wire formats (protobuf, JSON, Kafka headers) are translated to and from these types in
+`twinstream.codec` only; everything between the edges speaks these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Op(StrEnum):
+    """What a request asks of the gallery."""
+
+    ENROLL = "enroll"
+    VERIFY = "verify"
+    IDENTIFY = "identify"
+    DELETE = "delete"
+
+
+#: Ops that name a subject and cannot run without one.
+OPS_NEEDING_SUBJECT = frozenset({Op.ENROLL, Op.VERIFY, Op.DELETE})
+#: Ops that carry no image (delete removes a subject's vectors).
+OPS_WITHOUT_IMAGE = frozenset({Op.DELETE})
+
+
+class Decision(StrEnum):
+    """The outcome of one request, as published on the results topic."""
+
+    ENROLLED = "ENROLLED"
+    DUPLICATE = "DUPLICATE"
+    MATCH = "MATCH"
+    NO_MATCH = "NO_MATCH"
+    UNKNOWN = "UNKNOWN"
+    DELETED = "DELETED"
+    REJECTED = "REJECTED"
+
+
+class RejectReason(StrEnum):
+    """Stable reason codes shared by the DLQ's `error-reason` header and the HTTP API's 4xx bodies."""
+
+    UNDECODABLE_IMAGE = "undecodable-image"
+    UNSUPPORTED_FORMAT = "unsupported-format"
+    TOO_LARGE = "too-large"
+    TOO_MANY_PIXELS = "too-many-pixels"
+    EMPTY_IMAGE = "empty-image"
+    MISSING_SUBJECT = "missing-subject"
+    BAD_ENVELOPE = "bad-envelope"
+    BAD_HEADER = "bad-header"
+    UNKNOWN_OP = "unknown-op"
+    UNKNOWN_SUBJECT = "unknown-subject"
+    PROCESSING_FAILED = "processing-failed"
+
+
+DEFAULT_TENANT = "default"
+DEFAULT_TOP_K = 5
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Where a request came from in Kafka (absent for HTTP requests)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why an input was refused; an error as a value (CONVENTIONS.md §5)."""
+
+    reason: RejectReason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    """One decoded request: what to do, for whom, and the raw image bytes (not yet decoded)."""
+
+    request_id: str
+    op: Op
+    image: bytes = b""
+    tenant: str = DEFAULT_TENANT
+    subject: str = ""
+    top_k: int = DEFAULT_TOP_K
+    content_type: str = ""
+    produced_at_ms: int = 0
+    source: SourceRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One gallery hit: a subject, its best distance and the calibrated probability of a match."""
+
+    subject: str
+    distance: float
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Seconds spent per stage for one request (0.0 where a stage did not run)."""
+
+    decode_s: float = 0.0
+    embed_s: float = 0.0
+    gallery_s: float = 0.0
+    total_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    """The answer to one request, whatever its outcome."""
+
+    request_id: str
+    op: Op | None
+    decision: Decision
+    tenant: str = DEFAULT_TENANT
+    subject: str = ""
+    distance: float | None = None
+    probability: float | None = None
+    threshold: float | None = None
+    candidates: tuple[Candidate, ...] = ()
+    model_version: str = ""
+    source: SourceRef | None = None
+    error_reason: RejectReason | None = None
+    error_detail: str = ""
+    timings: Timings = field(default_factory=Timings)
+
+    @classmethod
+    def rejected(
+        cls,
+        request_id: str,
+        rejection: Rejection,
+        *,
+        op: Op | None = None,
+        tenant: str = DEFAULT_TENANT,
+        subject: str = "",
+        source: SourceRef | None = None,
+    ) -> MatchResult:
+        """The result published for a refused input."""
+        return cls(
+            request_id=request_id,
+            op=op,
+            decision=Decision.REJECTED,
+            tenant=tenant,
+            subject=subject,
+            source=source,
+            error_reason=rejection.reason,
+            error_detail=rejection.detail,
+        )
+
+
+class InputError(ValueError):
+    """Raised at an input boundary (imaging, codec) with a stable reason code."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+    def as_rejection(self) -> Rejection:
+        return Rejection(self.reason, self.detail)
