@@ -1,0 +1,60 @@
+"""Topic creation and the produce/consume round trip that proves a broker really answers."""
+
+from __future__ import annotations
+
+import uuid
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from twinstream.config import Settings
+
+
+def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
+    """Create each missing topic with its partition count; existing topics are left as they are."""
+    k = settings.kafka
+    admin = KafkaAdminClient(
+        bootstrap_servers=k.bootstrap, client_id="twinstream-stack", bootstrap_timeout_ms=k.bootstrap_timeout_ms
+    )
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=1,
+                topic_configs={"max.message.bytes": str(k.max_message_bytes)},
+            )
+            for name, partitions in topics.items()
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                admin.create_topics(wanted, timeout_ms=30_000)
+            except TopicAlreadyExistsError:  # a concurrent creator won: the topic exists, as wanted
+                pass
+    finally:
+        admin.close()
+
+
+def round_trip(bootstrap: str, topic: str, timeout_ms: int = 10_000) -> bool:
+    """Produce one record with headers and read it back from its offset."""
+    token = uuid.uuid4().hex.encode()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, bootstrap_timeout_ms=timeout_ms)
+    try:
+        meta = producer.send(topic, value=token, headers=[("probe", b"1")], partition=0).get(timeout_ms / 1000)
+    finally:
+        producer.close(timeout=5)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, bootstrap_timeout_ms=timeout_ms
+    )
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, meta.offset)
+        for records in consumer.poll(timeout_ms=timeout_ms, max_records=1).values():
+            return any(r.value == token for r in records)
+        return False
+    finally:
+        consumer.close()
