@@ -65,6 +65,21 @@ def stack_up(part: PartsOption = None, state_dir: StateDirOption = None) -> None
     print_parts(f"twinstream stack ({stack.state_dir})", statuses)
 
 
+@stack_app.command("prepare")
+def stack_prepare() -> None:
+    """Fetch what the stack needs before its first start (the Kafka broker jars, via Maven)."""
+    from twinstream.stack import StackError
+    from twinstream.stack.kafka import resolve_kafka_jars
+
+    settings = settings_or_exit()
+    try:
+        libs = resolve_kafka_jars(settings)
+    except StackError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"Kafka {settings.kafka.version} jars: {libs}")
+
+
 @stack_app.command("down")
 def stack_down(part: PartsOption = None, state_dir: StateDirOption = None) -> None:
     """Stop the parts this stack started (by pid); leaves nothing of ours running."""

@@ -10,17 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Port = int  # annotated with ge/le where used
+class _Group(BaseModel):
+    """A settings group: an unknown key is an error (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def _port(default: int, description: str) -> int:
     return Field(default, ge=1, le=65535, description=description)
 
 
-class KafkaSettings(BaseModel):
+class KafkaSettings(_Group):
     """Broker address, topic names and the local broker's ports."""
 
     bootstrap: str = Field("127.0.0.1:19092", description="bootstrap servers, comma separated")
@@ -40,7 +43,7 @@ class KafkaSettings(BaseModel):
     heap: str = Field("512m", description="broker JVM heap (-Xmx) for the local stack")
 
 
-class RedisSettings(BaseModel):
+class RedisSettings(_Group):
     """Redis for the result store and the embedding cache."""
 
     url: str = "redis://127.0.0.1:16379/0"
@@ -49,7 +52,7 @@ class RedisSettings(BaseModel):
     cache_ttl_s: int = Field(24 * 3600, ge=1, description="how long cached embeddings are kept")
 
 
-class MilvusSettings(BaseModel):
+class MilvusSettings(_Group):
     """The vector gallery."""
 
     uri: str = "http://127.0.0.1:19531"
@@ -61,7 +64,7 @@ class MilvusSettings(BaseModel):
     search_params: dict[str, int] = Field(default_factory=lambda: {"ef": 64})
 
 
-class RaySettings(BaseModel):
+class RaySettings(_Group):
     """The Ray cluster (head ports apply to the local stack's `ray start --head`)."""
 
     address: str = Field("", description="Ray address; empty means the local stack's head")
@@ -77,7 +80,7 @@ class RaySettings(BaseModel):
         return f"http://127.0.0.1:{self.dashboard_port}"
 
 
-class ServeSettings(BaseModel):
+class ServeSettings(_Group):
     """Ray Serve: replicas, batching and the HTTP API."""
 
     app_name: str = "twinstream"
@@ -103,7 +106,7 @@ class ServeSettings(BaseModel):
     route_prefix: str = Field("/", pattern=r"^/[A-Za-z0-9_\-/]*$", description="HTTP route prefix of the app")
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(_Group):
     """Kafka ingest workers."""
 
     group_id: str = "twinstream-ingest"
@@ -116,7 +119,7 @@ class IngestSettings(BaseModel):
     retry_max_s: float = Field(15.0, gt=0)
 
 
-class LimitsSettings(BaseModel):
+class LimitsSettings(_Group):
     """Input safety: what an image may be before it is decoded."""
 
     max_image_bytes: int = Field(10 * 1024 * 1024, ge=1024)
@@ -124,7 +127,7 @@ class LimitsSettings(BaseModel):
     allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "PPM", "GIF", "TIFF")
 
 
-class MetricsSettings(BaseModel):
+class MetricsSettings(_Group):
     """Prometheus endpoints."""
 
     ingest_base_port: int = _port(19400, "first ingest worker /metrics port (worker i uses base+i)")
@@ -132,7 +135,7 @@ class MetricsSettings(BaseModel):
     prometheus_port: int = _port(19090, "local Prometheus port")
 
 
-class PathsSettings(BaseModel):
+class PathsSettings(_Group):
     """Where state, models and data live."""
 
     state_dir: Path = Path(".twinstream")
