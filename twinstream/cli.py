@@ -98,6 +98,27 @@ def stack_status(part: PartsOption = None, state_dir: StateDirOption = None) -> 
     print_parts(f"twinstream stack ({stack.state_dir})", stack.status(part))
 
 
+@app.command("demo")
+def demo(
+    keep_running: Annotated[bool, typer.Option(help="leave the stack running afterwards")] = False,
+) -> None:
+    """Bring the stack up, print its endpoints, and (unless --keep-running) bring it down again."""
+    from twinstream.stack import Stack, StackError
+
+    stack = Stack(settings_or_exit())
+    try:
+        with console.status("starting the stack…"):
+            statuses = stack.up()
+        print_parts("twinstream stack", statuses)
+    except StackError as exc:
+        console.print(f"[red]demo failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        if not keep_running:
+            stack.down()
+            console.print("stack stopped (use --keep-running to keep it)")
+
+
 @app.command("settings")
 def show_settings() -> None:
     """Print the effective settings as JSON (environment variables applied)."""
