@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.containers import docker_available, start_kafka_container, start_redis_container
 from twinstream.config import Settings, load_settings
 from twinstream.stack import Stack, State, free_port
-
-from tests.support.containers import docker_available, start_kafka_container, start_redis_container
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +44,11 @@ def _test_settings() -> Settings:
             "dashboard_agent_port": free_port(),
         },
         serve={"http_port": free_port()},
-        metrics={"ingest_base_port": free_port(), "training_port": free_port(), "prometheus_port": free_port()},
+        metrics={
+            "ingest_base_port": free_port(),
+            "training_port": free_port(),
+            "prometheus_port": free_port(),
+        },
     )
 
 

@@ -43,7 +43,13 @@ def print_parts(title: str, statuses: list) -> None:  # list[PartStatus]
     table = Table(title=title)
     for column in ("part", "state", "endpoint", "pid", "note"):
         table.add_column(column)
-    colours = {"started": "green", "running": "green", "stopped": "yellow", "absent": "yellow", "failed": "red"}
+    colours = {
+        "started": "green",
+        "running": "green",
+        "stopped": "yellow",
+        "absent": "yellow",
+        "failed": "red",
+    }
     for s in statuses:
         colour = colours.get(str(s.state), "white")
         table.add_row(s.name, f"[{colour}]{s.state}[/{colour}]", s.endpoint, str(s.pid or ""), s.note)

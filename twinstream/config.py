@@ -8,10 +8,11 @@ singleton. Defaults match the local stack (`twinstream stack up`) on loopback.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
 
 class _Group(BaseModel):
     """A settings group: an unknown key is an error (a typo must not be silently ignored)."""
@@ -19,8 +20,7 @@ class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _port(default: int, description: str) -> int:
-    return Field(default, ge=1, le=65535, description=description)
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class KafkaSettings(_Group):
@@ -37,8 +37,8 @@ class KafkaSettings(_Group):
     results_format: Literal["json", "protobuf"] = "json"
     bootstrap_timeout_ms: int = Field(10_000, ge=100)
     # Local broker only (the stack): listener and KRaft controller ports.
-    port: int = _port(19092, "local broker client port")
-    controller_port: int = _port(19093, "local broker KRaft controller port")
+    port: Port = 19092  # local broker client port
+    controller_port: Port = 19093  # local broker KRaft controller port
     version: str = Field("4.1.1", description="org.apache.kafka:kafka_2.13 version the stack runs")
     heap: str = Field("512m", description="broker JVM heap (-Xmx) for the local stack")
 
@@ -47,7 +47,7 @@ class RedisSettings(_Group):
     """Redis for the result store and the embedding cache."""
 
     url: str = "redis://127.0.0.1:16379/0"
-    port: int = _port(16379, "local redis-server port")
+    port: Port = 16379  # local redis-server port
     result_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="how long results are kept")
     cache_ttl_s: int = Field(24 * 3600, ge=1, description="how long cached embeddings are kept")
 
@@ -56,7 +56,7 @@ class MilvusSettings(_Group):
     """The vector gallery."""
 
     uri: str = "http://127.0.0.1:19531"
-    port: int = _port(19531, "local milvus-lite server port")
+    port: Port = 19531  # local milvus-lite server port
     token: str = ""
     collection_prefix: str = "twinstream"
     index_type: Literal["FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW", "HNSW_SQ", "AUTOINDEX"] = "HNSW"
@@ -68,11 +68,11 @@ class RaySettings(_Group):
     """The Ray cluster (head ports apply to the local stack's `ray start --head`)."""
 
     address: str = Field("", description="Ray address; empty means the local stack's head")
-    gcs_port: int = _port(16380, "local head GCS port")
-    dashboard_port: int = _port(18265, "local head dashboard / job API port")
-    client_port: int = _port(10001, "local head Ray Client port")
-    metrics_export_port: int = _port(18080, "local head metrics export port")
-    dashboard_agent_port: int = _port(18266, "local head dashboard agent HTTP port")
+    gcs_port: Port = 16380  # local head GCS port
+    dashboard_port: Port = 18265  # local head dashboard / job API port
+    client_port: Port = 10001  # local head Ray Client port
+    metrics_export_port: Port = 18080  # local head metrics export port
+    dashboard_agent_port: Port = 18266  # local head dashboard agent HTTP port
     num_cpus: int = Field(2, ge=1, description="CPUs the local head offers")
 
     @property
@@ -85,7 +85,7 @@ class ServeSettings(_Group):
 
     app_name: str = "twinstream"
     http_host: str = "127.0.0.1"
-    http_port: int = _port(18000, "Serve HTTP port")
+    http_port: Port = 18000  # Serve HTTP port
     replicas: int = Field(1, ge=1)
     cpus_per_replica: float = Field(1.0, gt=0)
     threads_per_replica: int = Field(1, ge=1)
@@ -130,9 +130,9 @@ class LimitsSettings(_Group):
 class MetricsSettings(_Group):
     """Prometheus endpoints."""
 
-    ingest_base_port: int = _port(19400, "first ingest worker /metrics port (worker i uses base+i)")
-    training_port: int = _port(19450, "training driver /metrics port")
-    prometheus_port: int = _port(19090, "local Prometheus port")
+    ingest_base_port: Port = 19400  # first ingest worker /metrics port (worker i uses base+i)
+    training_port: Port = 19450  # training driver /metrics port
+    prometheus_port: Port = 19090  # local Prometheus port
 
 
 class PathsSettings(_Group):

@@ -27,12 +27,13 @@ def generate(out_dir: Path = OUT_DIR, root: Path = PROTO_ROOT) -> list[Path]:
     args = ["protoc", f"-I{root}", f"--python_out={out_dir}", f"--pyi_out={out_dir}", *files]
     if protoc.main(args) != 0:
         raise RuntimeError(f"protoc failed on {files}")
-    for package_dir in {out_dir, *(p.parent for p in out_dir.rglob("*_pb2.py"))}:
-        while package_dir != out_dir.parent:
+    for leaf in {out_dir, *(p.parent for p in out_dir.rglob("*_pb2.py"))}:
+        for package_dir in [leaf, *leaf.parents]:
+            if package_dir == out_dir.parent:
+                break
             init = package_dir / "__init__.py"
             if not init.exists():
                 init.write_text('"""Generated protobuf code; do not edit (make protos)."""\n')
-            package_dir = package_dir.parent
     return sorted(out_dir.rglob("*_pb2.py*"))
 
 

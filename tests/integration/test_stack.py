@@ -141,7 +141,9 @@ def test_prometheus_is_ready_and_scrapes_itself(prometheus_url: str):
     deadline = time.monotonic() + 30
     result: list = []
     while not result and time.monotonic() < deadline:  # the first scrape lands within one interval
-        result = httpx.get(query, params={"query": 'up{job="prometheus"}'}, timeout=5).json()["data"]["result"]
+        result = httpx.get(query, params={"query": 'up{job="prometheus"}'}, timeout=5).json()["data"][
+            "result"
+        ]
         time.sleep(1)
     assert result and result[0]["value"][1] == "1"
 

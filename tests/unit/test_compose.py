@@ -1,4 +1,4 @@
-"""docker-compose.yml cannot run here (no Docker engine): check its structure against the repo and Settings."""
+"""docker-compose.yml cannot run here (no Docker engine): check its structure against repo and Settings."""
 
 from __future__ import annotations
 

@@ -63,10 +63,10 @@ class Component(ABC):
         """Why the part cannot run here ("" when it can)."""
         return ""
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Render configs, fetch jars, format storage: whatever must precede the first start."""
 
-    def after_ready(self) -> None:
+    def after_ready(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Work that needs the running part (creating topics)."""
 
     def up(self) -> PartStatus:

@@ -104,9 +104,7 @@ class KafkaBroker(Component):
         )
         if not (data / "meta.properties").exists():
             cmd = self._java("kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c")
-            done = subprocess.run(
-                [*cmd, str(self.config_file)], capture_output=True, text=True, check=False
-            )
+            done = subprocess.run([*cmd, str(self.config_file)], capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 (self.home / "format.log").write_text(done.stdout + done.stderr)
                 raise StackError(f"formatting Kafka storage failed; read {self.home / 'format.log'}")
@@ -127,4 +125,6 @@ class KafkaBroker(Component):
         from twinstream.stack.kafka_admin import ensure_topics
 
         k = self.settings.kafka
-        ensure_topics(self.settings, {t: k.partitions for t in (k.images_topic, k.results_topic, k.dlq_topic)})
+        ensure_topics(
+            self.settings, {t: k.partitions for t in (k.images_topic, k.results_topic, k.dlq_topic)}
+        )

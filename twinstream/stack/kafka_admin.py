@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -15,7 +16,9 @@ def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
     """Create each missing topic with its partition count; existing topics are left as they are."""
     k = settings.kafka
     admin = KafkaAdminClient(
-        bootstrap_servers=k.bootstrap, client_id="twinstream-stack", bootstrap_timeout_ms=k.bootstrap_timeout_ms
+        bootstrap_servers=k.bootstrap,
+        client_id="twinstream-stack",
+        bootstrap_timeout_ms=k.bootstrap_timeout_ms,
     )
     try:
         existing = set(admin.list_topics())
@@ -30,10 +33,9 @@ def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
             if name not in existing
         ]
         if wanted:
-            try:
+            # A concurrent creator winning leaves the topic existing, as wanted.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(wanted, timeout_ms=30_000)
-            except TopicAlreadyExistsError:  # a concurrent creator won: the topic exists, as wanted
-                pass
     finally:
         admin.close()
 
@@ -43,7 +45,9 @@ def round_trip(bootstrap: str, topic: str, timeout_ms: int = 10_000) -> bool:
     token = uuid.uuid4().hex.encode()
     producer = KafkaProducer(bootstrap_servers=bootstrap, bootstrap_timeout_ms=timeout_ms)
     try:
-        meta = producer.send(topic, value=token, headers=[("probe", b"1")], partition=0).get(timeout_ms / 1000)
+        meta = producer.send(topic, value=token, headers=[("probe", b"1")], partition=0).get(
+            timeout_ms / 1000
+        )
     finally:
         producer.close(timeout=5)
     consumer = KafkaConsumer(

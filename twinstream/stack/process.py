@@ -71,7 +71,9 @@ class ManagedProcess:
         self.pid_file = run_dir / f"{name}.pid"
         self.log_file = run_dir / f"{name}.log"
 
-    def start(self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> int:
+    def start(
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> int:
         """Start ``argv`` in its own session (so it outlives the CLI) and record its pid."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         full_env = {**os.environ, **(env or {})}

@@ -46,7 +46,7 @@ def job_api_ok(dashboard_url: str, timeout: float = 3.0) -> bool:
     request = urllib.request.Request(
         f"{dashboard_url}/api/jobs/", headers={"Authorization": f"Bearer {ensure_auth_token()}"}
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return response.status == 200 and isinstance(json.loads(response.read()), list)
 
 
