@@ -1,0 +1,1 @@
+"""The end-to-end demo: `twinstream demo` and its report."""
