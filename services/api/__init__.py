@@ -1,0 +1,1 @@
+"""HTTP API and the batched matching pipeline (the Serve ingress that the stream's handle also calls)."""

@@ -1,0 +1,214 @@
+"""The pipeline deployment: the stream's ``process`` handle method and the FastAPI HTTP API, one replica.
+
+It is the composition root of a replica: it builds the Milvus and Redis clients from settings, and
+gets the embedder as a Serve handle. HTTP requests are coalesced with `@serve.batch` into the same
+batched pipeline the stream uses, so concurrent callers share one Milvus search.
+
+No ``from __future__ import annotations`` here: Serve rebuilds the routes of the class in the
+replica and FastAPI must resolve the parameter types (``Request``) at run time.
+"""
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray.exceptions
+import redis
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pymilvus import MilvusClient
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from services.api.http import ApiError, ApiReason, read_image, resolve_tenant, status_for
+from services.api.metrics import CountingEmbeddingCache
+from services.api.pipeline import MatchingPipeline
+from services.api.routes import install_error_handlers
+from services.gallery.matcher import Matcher
+from services.gallery.milvus_gallery import MilvusGallery
+from services.gallery.names import check_name, collection_name
+from services.gallery.schema import ensure_collection
+from services.results.store import ACTIVE_MODEL_KEY, RedisResultStore, result_to_json
+from twinstream.artifact import MANIFEST_FILE, Manifest
+from twinstream.config import Settings
+from twinstream.contracts import Decision, ImageRequest, InputError, MatchResult, Op
+from twinstream.metrics import PipelineMetrics, RayFactory
+from twinstream.metrics.gallery_size import GallerySizeTracker
+
+PIPELINE_DEPLOYMENT = "Pipeline"
+_EMBED_ATTEMPTS = 3
+_IMAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+            },
+        },
+    }
+}
+
+app = FastAPI(
+    title="twinstream",
+    description="Siamese-network similarity matching: enrol, verify, identify. Tenant by `X-Tenant` "
+    "or `?tenant=`; images as a raw `image/*` body or multipart; `Authorization: Bearer <key>` when "
+    "keys are set.",
+    version="1",
+)
+install_error_handlers(app)
+
+
+def _result_response(result: MatchResult, created: bool = False) -> Response:
+    if result.decision == Decision.REJECTED:
+        body = {
+            "reason": str(result.error_reason),
+            "detail": result.error_detail,
+            "request_id": result.request_id,
+        }
+        return JSONResponse(body, status_code=status_for(result.error_reason))
+    return Response(
+        result_to_json(result),
+        status_code=201 if created and result.decision == Decision.ENROLLED else 200,
+        media_type="application/json",
+    )
+
+
+@serve.deployment(name=PIPELINE_DEPLOYMENT)
+@serve.ingress(app)
+class PipelineDeployment:
+    """Embedder handle + Milvus gallery + Redis results, behind the stream handle and the HTTP API.
+
+    Args:
+        settings: Built once by the deploying process and shipped to every replica.
+        model_dir: The artifact directory (its manifest gives version, threshold, calibration, input).
+        embedder: Handle of the embedder deployment serving the same artifact.
+    """
+
+    def __init__(self, settings: Settings, model_dir: str, embedder: DeploymentHandle) -> None:
+        manifest = Manifest.from_json((Path(model_dir) / MANIFEST_FILE).read_text())
+        self._settings = settings
+        self._embedder = embedder
+        client = MilvusClient(uri=settings.milvus.uri, token=settings.milvus.token)
+        collection = collection_name(settings.milvus.collection_prefix, manifest.version)
+        ensure_collection(client, collection, manifest.embedding_dim, settings.milvus)
+        rds = redis.Redis.from_url(settings.redis.url)
+        rds.set(ACTIVE_MODEL_KEY, manifest.version)
+        self._results = RedisResultStore(rds, settings.redis.result_ttl_s)
+        self._metrics = PipelineMetrics.create(RayFactory())
+        gallery = MilvusGallery(client, collection, settings.milvus.search_params)
+        self._sizes = GallerySizeTracker(self._metrics, gallery.subjects)
+        self.pipeline = MatchingPipeline(
+            self._embed,
+            gallery,
+            Matcher(manifest),
+            settings.limits,
+            results=self._results,
+            cache=CountingEmbeddingCache(rds, settings.redis.cache_ttl_s, self._metrics),
+        )
+
+    async def _embed(self, batch: np.ndarray) -> np.ndarray:
+        """Call the embedder; retry a replica that died mid-call (Serve routes the retry to a live one)."""
+        for attempt in range(_EMBED_ATTEMPTS):
+            try:
+                return await self._embedder.embed.remote(batch)  # type: ignore[no-any-return]
+            except ray.exceptions.RayActorError:
+                if attempt == _EMBED_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.5 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def process(self, requests: list[ImageRequest]) -> list[MatchResult]:
+        """The stream's entry (`twinstream.ports.MatchPipeline`): results in order, stored in Redis."""
+        return self._observed(await self.pipeline.process(requests), "stream")
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def _batched(self, requests: list[ImageRequest]) -> list[MatchResult]:
+        return self._observed(await self.pipeline.process(requests), "http")
+
+    def _observed(self, results: list[MatchResult], entry: str) -> list[MatchResult]:
+        """Record a batch's decisions, scores and timings; mark tenants whose gallery size changed."""
+        self._metrics.observe_batch(results, entry)
+        self._sizes.touch(results)
+        return results
+
+    async def _image_request(
+        self, request: Request, op: Op, subject: str = "", top_k: int = 5
+    ) -> ImageRequest:
+        tenant = resolve_tenant(request, self._settings.serve.api_keys)
+        data, content_type = await read_image(request, self._settings.limits.max_image_bytes)
+        return ImageRequest(uuid.uuid4().hex, op, data, tenant, subject, top_k, content_type)
+
+    @app.get("/healthz")
+    async def healthz(self) -> dict[str, str]:
+        """Liveness: the replica answers and knows its model version."""
+        return {"status": "ok", "model_version": self.pipeline.model_version}
+
+    @app.post("/v1/embed", openapi_extra=_IMAGE_BODY)
+    async def embed(self, request: Request) -> dict[str, Any]:
+        """The L2-normalised embedding of one image."""
+        req = await self._image_request(request, Op.IDENTIFY)
+        try:
+            vector = await self.pipeline.embed_image(req)
+        except InputError as exc:
+            raise ApiError.from_input(exc) from None
+        return {
+            "model_version": self.pipeline.model_version,
+            "dim": len(vector),
+            "embedding": vector.tolist(),
+        }
+
+    @app.post("/v1/subjects/{subject}/images", status_code=201, openapi_extra=_IMAGE_BODY)
+    async def enroll(self, subject: str, request: Request) -> Response:
+        """Enrol an image for a subject (201 ENROLLED; 200 DUPLICATE when already enrolled)."""
+        return _result_response(
+            await self._batched(await self._image_request(request, Op.ENROLL, subject)), True
+        )
+
+    @app.post("/v1/subjects/{subject}/verify", openapi_extra=_IMAGE_BODY)
+    async def verify(self, subject: str, request: Request) -> Response:
+        """1:1: is this image the subject? MATCH / NO_MATCH with distance and probability."""
+        return _result_response(await self._batched(await self._image_request(request, Op.VERIFY, subject)))
+
+    @app.post("/v1/identify", openapi_extra=_IMAGE_BODY)
+    async def identify(self, request: Request, top_k: int = Query(5, ge=1, le=100)) -> Response:
+        """1:N: the top-k subjects; MATCH names the best within threshold, else UNKNOWN."""
+        return _result_response(
+            await self._batched(await self._image_request(request, Op.IDENTIFY, top_k=top_k))
+        )
+
+    @app.delete("/v1/subjects/{subject}")
+    async def delete_subject(self, subject: str, request: Request) -> Response:
+        """Remove every enrolled image of a subject (404 if it has none)."""
+        tenant = resolve_tenant(request, self._settings.serve.api_keys)
+        try:
+            check_name("subject", subject)
+        except InputError as exc:
+            raise ApiError.from_input(exc) from None
+        counts = await asyncio.to_thread(self.pipeline.gallery.delete, [(tenant, subject)])
+        if not counts[(tenant, subject)]:
+            raise ApiError(404, "unknown-subject", f"subject {subject!r} has no enrolled images")
+        req = ImageRequest(uuid.uuid4().hex, Op.DELETE, tenant=tenant, subject=subject)
+        result = self.pipeline.matcher.deleted(req)
+        await asyncio.to_thread(self._results.put_many, [result])
+        self._observed([result], "http")
+        return _result_response(result)
+
+    @app.get("/v1/subjects")
+    async def list_subjects(self, request: Request) -> dict[str, Any]:
+        """Subjects of the tenant and how many images each has."""
+        tenant = resolve_tenant(request, self._settings.serve.api_keys)
+        counts = await asyncio.to_thread(self.pipeline.gallery.subjects, tenant)
+        subjects = [{"subject": s, "images": n} for s, n in counts.items()]
+        return {"tenant": tenant, "model_version": self.pipeline.model_version, "subjects": subjects}
+
+    @app.get("/v1/results/{request_id}")
+    async def get_result(self, request_id: str, request: Request) -> Response:
+        """A stored result by request id (HTTP or stream); another tenant's result is not found."""
+        tenant = resolve_tenant(request, self._settings.serve.api_keys)
+        result = await asyncio.to_thread(self._results.get, request_id)
+        if result is None or result.tenant != tenant:
+            raise ApiError(404, ApiReason.NOT_FOUND, f"no result {request_id[:64]!r} for this tenant")
+        return Response(result_to_json(result), media_type="application/json")

@@ -1,0 +1,1 @@
+"""Ray Serve embedder: the model artifact's tower behind a batched deployment."""

@@ -1,0 +1,73 @@
+"""The Ray Serve embedder deployment: coalesces concurrent calls with `@serve.batch` into one forward.
+
+Each call carries a whole batch (N, C, H, W) — one image for an HTTP request, a Kafka poll's worth for
+the stream — so ``max_batch_size`` counts calls; their images are concatenated into one forward pass.
+Batch size and wait are changed at run time through ``user_config`` → `reconfigure`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from services.embedder.model import TowerEmbedder
+from twinstream.metrics import EmbedderMetrics, RayFactory
+
+EMBEDDER_DEPLOYMENT = "Embedder"
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One caller's batch and when it joined the queue (for the queue-wait metric)."""
+
+    batch: np.ndarray
+    enqueued: float
+
+
+@serve.deployment(name=EMBEDDER_DEPLOYMENT)
+class EmbedderDeployment:
+    """One replica: the tower of one artifact and its batching queue.
+
+    Args:
+        model_dir: The artifact directory (readable on every node that runs a replica).
+        threads: torch intra-op threads for this replica.
+    """
+
+    def __init__(self, model_dir: str, threads: int = 1) -> None:
+        self._model = TowerEmbedder.from_dir(model_dir, threads=threads)
+        self._metrics = EmbedderMetrics.create(RayFactory())
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """Apply ``user_config``: ``max_batch_size`` and ``batch_wait_timeout_s`` (changeable live)."""
+        if "max_batch_size" in config:
+            self._embed_batched.set_max_batch_size(int(config["max_batch_size"]))  # type: ignore[attr-defined]
+        if "batch_wait_timeout_s" in config:
+            self._embed_batched.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))  # type: ignore[attr-defined]
+
+    def model_version(self) -> str:
+        """The version of the model this replica serves."""
+        return self._model.manifest.version
+
+    async def embed(self, batch: np.ndarray) -> np.ndarray:
+        """Embed one caller's batch (N, C, H, W) → (N, D); concurrent calls share forward passes."""
+        result: np.ndarray = await self._embed_batched(_Call(batch, time.monotonic()))
+        return result
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
+    async def _embed_batched(self, calls: list[_Call]) -> list[np.ndarray]:
+        """Embed several callers' batches in one forward pass; each caller gets its own rows back."""
+        started = time.monotonic()
+        batches = [call.batch for call in calls]
+        sizes = [len(b) for b in batches]
+        merged = np.concatenate(batches) if len(batches) > 1 else batches[0]
+        # Off the event loop, so the next batch can gather while this one runs (torch releases the GIL).
+        vectors = await asyncio.to_thread(self._model.embed, merged)
+        waits = [started - call.enqueued for call in calls]
+        self._metrics.observe_forward(len(merged), len(calls), time.monotonic() - started, waits)
+        bounds = np.cumsum([0, *sizes])
+        return [vectors[bounds[i] : bounds[i + 1]] for i in range(len(sizes))]

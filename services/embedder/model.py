@@ -1,0 +1,49 @@
+"""The tower behind the embedder: load an artifact once, turn pre-processed batches into unit vectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from twinstream.artifact import LoadedArtifact, Manifest, load_artifact
+
+
+class TowerEmbedder:
+    """Batched, gradient-free forward passes of one model version on this process's CPU threads.
+
+    Args:
+        artifact: The loaded artifact (tower in eval mode).
+        threads: Intra-op threads for this process (one replica should not take every core).
+        max_chunk: Largest forward pass; bigger inputs are split so memory stays bounded.
+    """
+
+    def __init__(self, artifact: LoadedArtifact, threads: int = 1, max_chunk: int = 256) -> None:
+        torch.set_num_threads(threads)
+        self._tower = artifact.tower.eval()
+        self.manifest: Manifest = artifact.manifest
+        self._max_chunk = max_chunk
+
+    @classmethod
+    def from_dir(cls, model_dir: Path | str, threads: int = 1) -> TowerEmbedder:
+        """Load the artifact directory ``model_dir`` (raises `twinstream.artifact.ArtifactError`)."""
+        return cls(load_artifact(model_dir), threads=threads)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """Embed pre-processed inputs.
+
+        Args:
+            batch: Float32 array (N, C, H, W) as made by `twinstream.preprocess.preprocess_batch`.
+
+        Returns:
+            Float32 array (N, embedding_dim) of L2-normalised embeddings.
+        """
+        if len(batch) == 0:
+            return np.empty((0, self.manifest.embedding_dim), dtype=np.float32)
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(batch), self._max_chunk):
+                chunk = torch.from_numpy(np.ascontiguousarray(batch[start : start + self._max_chunk]))
+                parts.append(self._tower(chunk).numpy())
+        return np.concatenate(parts).astype(np.float32, copy=False)

@@ -1,0 +1,1 @@
+"""Milvus gallery: collection per model version, enrol/search/delete/list, and match decisions."""

@@ -1,0 +1,176 @@
+"""The gallery's storage operations on one Milvus collection, each one Milvus call per batch.
+
+Decisions (thresholds, probabilities) are not made here but in `services.gallery.matcher`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pymilvus import MilvusClient
+
+from services.gallery.names import ids_filter, literal, subjects_filter
+
+#: Milvus caps one query's result window at 16384 rows.
+QUERY_LIMIT = 16_384
+SubjectKey = tuple[str, str]  # (tenant, subject)
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """One image to enrol: its deterministic id, owner and unit embedding."""
+
+    image_id: str
+    tenant: str
+    subject: str
+    vector: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One subject found by a search, with its best Euclidean distance to the query."""
+
+    subject: str
+    distance: float
+
+
+def cosine_to_euclidean(cos: np.ndarray | float) -> np.ndarray:
+    """Euclidean distance between unit vectors from their cosine similarity: sqrt(2 - 2 cos), in [0, 2]."""
+    return np.sqrt(np.maximum(0.0, 2.0 - 2.0 * np.asarray(cos, dtype=np.float64)))
+
+
+class MilvusGallery:
+    """Enrol, fetch, search, delete and list the vectors of one collection (one model version).
+
+    Args:
+        client: A connected `MilvusClient` (built by the process's composition root).
+        collection: The collection name (see `services.gallery.names.collection_name`).
+        search_params: Index search parameters (e.g. ``{"ef": 64}`` for HNSW).
+        flush_every: Flush after this many unflushed inserts, so searches use the index (STACK_NOTES.md).
+    """
+
+    def __init__(
+        self,
+        client: MilvusClient,
+        collection: str,
+        search_params: dict[str, int] | None = None,
+        flush_every: int = 1000,
+    ) -> None:
+        self._client = client
+        self.collection = collection
+        self._search_params = {"params": dict(search_params or {})}
+        self._flush_every = flush_every
+        self._unflushed = 0
+
+    def enroll(self, items: Sequence[Enrollment]) -> list[bool]:
+        """Upsert images; return, per item, True if it is new or False if that image id was already stored.
+
+        A repeated id inside ``items`` counts as a duplicate after its first occurrence.
+        """
+        if not items:
+            return []
+        unique_ids = list(dict.fromkeys(item.image_id for item in items))
+        rows = self._client.query(self.collection, filter=ids_filter(unique_ids), output_fields=["id"])
+        seen = {str(row["id"]) for row in rows}
+        fresh: list[bool] = []
+        new_rows = []
+        now_ms = int(time.time() * 1000)
+        for item in items:
+            is_new = item.image_id not in seen
+            fresh.append(is_new)
+            if is_new:
+                seen.add(item.image_id)
+                new_rows.append(
+                    {
+                        "id": item.image_id,
+                        "tenant": item.tenant,
+                        "subject": item.subject,
+                        "vector": np.asarray(item.vector, dtype=np.float32).tolist(),
+                        "enrolled_at": now_ms,
+                    }
+                )
+        if new_rows:
+            # Upsert, not insert: a concurrent replay of the same image still leaves one row.
+            self._client.upsert(self.collection, new_rows)
+            self._after_write(len(new_rows))
+        return fresh
+
+    def vectors_of(self, keys: Sequence[SubjectKey]) -> dict[SubjectKey, np.ndarray]:
+        """Every enrolled vector of each (tenant, subject), in one query; absent keys have no entry."""
+        if not keys:
+            return {}
+        rows = self._client.query(
+            self.collection,
+            filter=subjects_filter(keys),
+            output_fields=["tenant", "subject", "vector"],
+            limit=QUERY_LIMIT,
+        )
+        grouped: dict[SubjectKey, list[list[float]]] = {}
+        for row in rows:
+            grouped.setdefault((str(row["tenant"]), str(row["subject"])), []).append(row["vector"])
+        return {key: np.asarray(vecs, dtype=np.float32) for key, vecs in grouped.items()}
+
+    def search(self, tenant: str, vectors: np.ndarray, top_k: int) -> list[list[Hit]]:
+        """The ``top_k`` nearest subjects (best image per subject) of one tenant for each query vector."""
+        if len(vectors) == 0:
+            return []
+        results = self._client.search(
+            self.collection,
+            data=np.asarray(vectors, dtype=np.float32).tolist(),
+            filter=f"tenant == {literal(tenant)}",
+            limit=top_k,
+            output_fields=["subject"],
+            search_params=self._search_params,
+            group_by_field="subject",
+        )
+        return [
+            [Hit(str(hit["entity"]["subject"]), float(cosine_to_euclidean(hit["distance"]))) for hit in hits]
+            for hits in results
+        ]
+
+    def delete(self, keys: Sequence[SubjectKey]) -> dict[SubjectKey, int]:
+        """Delete every vector of each (tenant, subject); return how many were removed per key."""
+        if not keys:
+            return {}
+        counts = dict.fromkeys(keys, 0)
+        while True:
+            rows = self._client.query(
+                self.collection,
+                filter=subjects_filter(keys),
+                output_fields=["id", "tenant", "subject"],
+                limit=QUERY_LIMIT,
+            )
+            if not rows:
+                return counts
+            for row in rows:
+                counts[(str(row["tenant"]), str(row["subject"]))] += 1
+            self._client.delete(self.collection, ids=[str(row["id"]) for row in rows])
+            if len(rows) < QUERY_LIMIT:
+                return counts
+
+    def subjects(self, tenant: str) -> dict[str, int]:
+        """Subjects of one tenant and how many images each has enrolled."""
+        counts: dict[str, int] = {}
+        iterator = self._client.query_iterator(
+            self.collection, batch_size=1000, filter=f"tenant == {literal(tenant)}", output_fields=["subject"]
+        )
+        try:
+            while batch := iterator.next():
+                for row in batch:
+                    counts[str(row["subject"])] = counts.get(str(row["subject"]), 0) + 1
+        finally:
+            iterator.close()
+        return dict(sorted(counts.items()))
+
+    def flush(self) -> None:
+        """Persist pending inserts so searches use the index."""
+        self._client.flush(self.collection)
+        self._unflushed = 0
+
+    def _after_write(self, count: int) -> None:
+        self._unflushed += count
+        if self._unflushed >= self._flush_every:
+            self.flush()

@@ -1,0 +1,95 @@
+"""Redis: the result store (every `MatchResult` by request id, with a TTL) and the embedding cache.
+
+Results are stored as JSON (pydantic's `TypeAdapter` over the contract dataclass, so the stored form
+has the contract's field names); cached embeddings as raw float32 bytes keyed by model version and the
+image's SHA-256, so a repeated image is not embedded again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import redis
+from pydantic import TypeAdapter
+
+from twinstream.contracts import MatchResult
+
+RESULT_ADAPTER: TypeAdapter[MatchResult] = TypeAdapter(MatchResult)
+RESULT_PREFIX = "twinstream:result:"
+EMBEDDING_PREFIX = "twinstream:emb:"
+ACTIVE_MODEL_KEY = "twinstream:model:active"
+
+
+def result_to_json(result: MatchResult) -> bytes:
+    """A result as JSON bytes (field names as in the contract)."""
+    return RESULT_ADAPTER.dump_json(result)
+
+
+def result_from_json(data: bytes | str) -> MatchResult:
+    """Parse what `result_to_json` wrote."""
+    return RESULT_ADAPTER.validate_json(data)
+
+
+class RedisResultStore:
+    """Every result by request id, kept ``ttl_s`` seconds (implements `twinstream.ports.ResultSink`).
+
+    Args:
+        client: A redis-py client (built by the process's composition root).
+        ttl_s: Seconds a result is kept.
+    """
+
+    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+        self._client = client
+        self._ttl_s = ttl_s
+
+    def put_many(self, results: Sequence[MatchResult]) -> None:
+        """Store results in one round trip (a later result with the same request id replaces the earlier)."""
+        if not results:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for result in results:
+            pipe.set(RESULT_PREFIX + result.request_id, result_to_json(result), ex=self._ttl_s)
+        pipe.execute()
+
+    def get(self, request_id: str) -> MatchResult | None:
+        """The stored result of ``request_id``, or None if unknown or expired."""
+        raw = self._client.get(RESULT_PREFIX + request_id)
+        return None if raw is None else result_from_json(raw)  # type: ignore[arg-type]
+
+
+class EmbeddingCache:
+    """Embeddings by (model version, image SHA-256), so a repeated image skips the embedder.
+
+    Args:
+        client: A redis-py client.
+        ttl_s: Seconds an embedding is kept.
+    """
+
+    def __init__(self, client: redis.Redis, ttl_s: int) -> None:
+        self._client = client
+        self._ttl_s = ttl_s
+
+    @staticmethod
+    def _key(model_version: str, digest: str) -> str:
+        return f"{EMBEDDING_PREFIX}{model_version}:{digest}"
+
+    def get_many(self, model_version: str, digests: Sequence[str]) -> list[np.ndarray | None]:
+        """Cached vectors in the order of ``digests`` (None where not cached)."""
+        if not digests:
+            return []
+        raw = self._client.mget([self._key(model_version, d) for d in digests])
+        return [None if b is None else np.frombuffer(b, dtype=np.float32).copy() for b in raw]  # type: ignore[union-attr]
+
+    def put_many(self, model_version: str, digests: Sequence[str], vectors: np.ndarray) -> None:
+        """Cache one vector per digest, in one round trip."""
+        if not digests:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for digest, vector in zip(digests, vectors, strict=True):
+            pipe.set(
+                self._key(model_version, digest),
+                np.asarray(vector, dtype=np.float32).tobytes(),
+                ex=self._ttl_s,
+            )
+        pipe.execute()

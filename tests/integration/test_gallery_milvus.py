@@ -1,0 +1,90 @@
+"""The Milvus gallery against a real milvus-lite server: idempotent enrol, tenant isolation, exact delete."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from pymilvus import MilvusClient
+
+from services.gallery.milvus_gallery import Enrollment, MilvusGallery
+from services.gallery.names import collection_name, image_id
+from services.gallery.schema import ensure_collection
+from twinstream.config import MilvusSettings
+
+pytestmark = pytest.mark.integration
+DIM = 8
+
+
+def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.normal(size=(n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def gallery(milvus_uri: str, unique_name: str) -> Iterator[MilvusGallery]:
+    client = MilvusClient(uri=milvus_uri)
+    name = collection_name("itgal", unique_name)
+    ensure_collection(client, name, DIM, MilvusSettings(index_type="HNSW"))
+    yield MilvusGallery(client, name, {"ef": 64})
+    client.drop_collection(name)
+
+
+def _enrol(gallery: MilvusGallery, tenant: str, subject: str, vectors: np.ndarray, tag: str) -> list[bool]:
+    items = [
+        Enrollment(image_id(tenant, subject, f"{tag}{i}"), tenant, subject, vec)
+        for i, vec in enumerate(vectors)
+    ]
+    return gallery.enroll(items)
+
+
+def test_enrolling_the_same_image_twice_is_a_duplicate_and_stores_one_row(gallery: MilvusGallery) -> None:
+    vec = _unit(np.random.default_rng(0), 1)
+    assert _enrol(gallery, "a", "s", vec, "x") == [True]
+    assert _enrol(gallery, "a", "s", vec, "x") == [False]
+    same_batch = [Enrollment(image_id("a", "s", "y"), "a", "s", vec[0])] * 2
+    assert gallery.enroll(same_batch) == [True, False]
+    assert gallery.subjects("a") == {"s": 2}
+
+
+def test_tenants_never_see_each_others_vectors(gallery: MilvusGallery) -> None:
+    rng = np.random.default_rng(1)
+    vecs = _unit(rng, 3)
+    _enrol(gallery, "a", "shared", vecs[:1], "x")
+    _enrol(gallery, "b", "shared", vecs[1:2], "x")
+    _enrol(gallery, "b", "only-b", vecs[2:3], "x")
+    hits = gallery.search("a", vecs, top_k=5)
+    assert all(h.subject == "shared" for row in hits for h in row)
+    assert hits[0][0].distance == pytest.approx(0.0, abs=1e-3)  # a's own vector
+    assert hits[1][0].distance > 1e-3  # b's identical vector is invisible to a
+    fetched = gallery.vectors_of([("a", "shared"), ("a", "only-b")])
+    assert set(fetched) == {("a", "shared")}
+    np.testing.assert_allclose(fetched[("a", "shared")][0], vecs[0], atol=1e-6)
+    assert gallery.subjects("a") == {"shared": 1}
+    assert gallery.subjects("b") == {"only-b": 1, "shared": 1}
+
+
+def test_delete_removes_every_vector_of_the_subject_and_only_those(gallery: MilvusGallery) -> None:
+    rng = np.random.default_rng(2)
+    _enrol(gallery, "a", "gone", _unit(rng, 5), "g")
+    _enrol(gallery, "a", "kept", _unit(rng, 3), "k")
+    _enrol(gallery, "b", "gone", _unit(rng, 2), "g")
+    assert gallery.delete([("a", "gone")]) == {("a", "gone"): 5}
+    assert gallery.subjects("a") == {"kept": 3}
+    assert gallery.subjects("b") == {"gone": 2}
+    assert gallery.delete([("a", "gone")]) == {("a", "gone"): 0}
+
+
+def test_search_returns_best_image_per_subject_in_one_batched_call(gallery: MilvusGallery) -> None:
+    rng = np.random.default_rng(3)
+    vecs = _unit(rng, 6)
+    _enrol(gallery, "t", "p", vecs[:3], "p")
+    _enrol(gallery, "t", "q", vecs[3:], "q")
+    gallery.flush()
+    hits = gallery.search("t", vecs, top_k=2)
+    assert len(hits) == 6
+    for i, row in enumerate(hits):
+        assert row[0].subject == ("p" if i < 3 else "q")
+        assert len({h.subject for h in row}) == len(row) == 2
+        assert row[0].distance <= row[1].distance
