@@ -54,7 +54,10 @@ def _test_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def test_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(_test_settings(), tmp_path_factory.mktemp("stack"))
+    settings = _test_settings()
+    # Processes under test register their /metrics with this stack's Prometheus, not a dev stack's.
+    settings.paths.state_dir = tmp_path_factory.mktemp("stack")
+    stack = Stack(settings, settings.paths.state_dir)
     yield stack
     stack.down()
 

@@ -133,6 +133,7 @@ class MetricsSettings(_Group):
     ingest_base_port: Port = 19400  # first ingest worker /metrics port (worker i uses base+i)
     training_port: Port = 19450  # training driver /metrics port
     prometheus_port: Port = 19090  # local Prometheus port
+    host: str = "127.0.0.1"  # interface the /metrics endpoints listen on (0.0.0.0 in containers)
 
 
 class PathsSettings(_Group):
