@@ -106,29 +106,71 @@ def stack_status(part: PartsOption = None, state_dir: StateDirOption = None) -> 
 
 @app.command("demo")
 def demo(
-    keep_running: Annotated[bool, typer.Option(help="leave the stack running afterwards")] = False,
+    dataset: Annotated[str, typer.Option(help="digits | omniglot | att-faces | folder:PATH")] = "digits",
+    keep_running: Annotated[
+        bool, typer.Option(help="leave everything running and print how to try it")
+    ] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Ray Train workers and ingest workers")] = 2,
+    max_per_identity: Annotated[int, typer.Option(min=1, help="arrivals streamed per identity")] = 60,
+    out: Annotated[Path, typer.Option(help="where run directories with the report go")] = Path("runs"),
 ) -> None:
-    """Bring the stack up, print its endpoints, and (unless --keep-running) bring it down again."""
-    from twinstream.stack import Stack, StackError
+    """The whole system end to end: stack, Ray Train, Ray Serve, Kafka ingest, Milvus, a report."""
+    from twinstream.demo.run import DemoOptions, run_demo
+    from twinstream.stack import StackError
 
-    stack = Stack(settings_or_exit())
+    opts = DemoOptions(
+        dataset=dataset,
+        keep_running=keep_running,
+        workers=workers,
+        max_per_identity=max_per_identity,
+        out_dir=out,
+    )
     try:
-        with console.status("starting the stack…"):
-            statuses = stack.up()
-        print_parts("twinstream stack", statuses)
+        figures = run_demo(settings_or_exit(), opts, console)
     except StackError as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         raise typer.Exit(1) from None
-    finally:
-        if not keep_running:
-            stack.down()
-            console.print("stack stopped (use --keep-running to keep it)")
+    if figures.answered < figures.requests:
+        console.print(f"[red]{figures.requests - figures.answered} request(s) got no result[/red]")
+        raise typer.Exit(1)
+
+
+@app.command("bench")
+def bench(
+    which: Annotated[str, typer.Argument(help="serve | stream | train | all")] = "all",
+) -> None:
+    """Run the benchmarks in bench/ one after another; print and save their ratios (bench/results/)."""
+    from rich.table import Table
+
+    from twinstream.bench import BENCHMARKS, run_benchmarks
+
+    names = list(BENCHMARKS) if which == "all" else [which]
+    if any(n not in BENCHMARKS for n in names):
+        console.print(f"[red]unknown benchmark {which!r}: choose serve, stream, train or all[/red]")
+        raise typer.Exit(2)
+    path, summary = run_benchmarks(names, echo=console.print)
+    table = Table("ratio (measured in this run)", "value", title=f"twinstream bench · {summary['machine']}")
+    for name, value in summary["ratios"].items():
+        table.add_row(name, f"{value:.3f}")
+    console.print(table)
+    failed = [n for n, b in summary["benchmarks"].items() if "error" in b]
+    console.print(f"wrote {path} and {path.with_suffix('.png')}" + (f"; failed: {failed}" if failed else ""))
+    raise typer.Exit(1 if failed else 0)
 
 
 @app.command("settings")
 def show_settings() -> None:
     """Print the effective settings as JSON (environment variables applied)."""
     console.print_json(settings_or_exit().model_dump_json())
+
+
+def _register_service_commands() -> None:
+    from twinstream.cli_services import register
+
+    register(app)
+
+
+_register_service_commands()
 
 
 def main() -> None:

@@ -1,0 +1,127 @@
+"""`twinstream bench [serve|stream|train|all]`: the benchmarks of bench/ in one run, with their ratios.
+
+Each benchmark is a script in the repository's `bench/` folder that writes its own JSON + PNG; this
+command runs the chosen ones one after another (never at once: they would share two cores), then
+writes `bench/results/<date>.json` and `<date>.png` with the ratios each issue asks for, measured in
+the same run: served vs raw forward throughput, HTTP vs handle, pipeline vs raw, 2 vs 1 training
+workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+RESULTS = BENCH / "results"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    argv: tuple[str, ...]  # after `python bench/<script>`
+    output: str  # glob of the JSON it writes in bench/results
+    ratios: Callable[[dict[str, Any]], dict[str, float]]
+
+
+def _serve_ratios(d: dict[str, Any]) -> dict[str, float]:
+    served, raw = d["served"], d["raw_forward"]
+    return {
+        "serve: HTTP (32 clients) / handle (batch 32) images/s": served["http_concurrency32"]["images_per_s"]
+        / served["handle_batch32"]["images_per_s"],
+        "serve: handle batch 32 / raw forward batch 32": served["handle_batch32"]["images_per_s"]
+        / raw["forward_batch32"]["images_per_s"],
+        "serve: HTTP (32 clients) / raw forward batch 32": served["http_concurrency32"]["images_per_s"]
+        / raw["forward_batch32"]["images_per_s"],
+    }
+
+
+def _stream_ratios(d: dict[str, Any]) -> dict[str, float]:
+    return {"stream: pipeline end to end / raw forward": float(d["ratio_pipeline_to_raw"])}
+
+
+def _train_ratios(d: dict[str, Any]) -> dict[str, float]:
+    runs = {(r["workers"], r["threads_per_worker"]): r for r in d["runs"]}
+    two, one = runs[(2, 1)], runs[(1, 2)]
+    return {
+        "train: 2 workers × 1 thread / 1 worker × 2 threads, images/s": two["images_per_s"]
+        / one["images_per_s"]
+    }
+
+
+BENCHMARKS = {
+    "serve": Benchmark("serve", ("serve.py", "--seconds", "8"), "serve-*.json", _serve_ratios),
+    "stream": Benchmark("stream", ("stream.py",), "stream-*.json", _stream_ratios),
+    "train": Benchmark(
+        "train",
+        ("train_quality.py", "ray-scaling", "--images-per-epoch", "7680", "--epochs", "2"),
+        "ray_scaling.json",
+        _train_ratios,
+    ),
+}
+
+
+def _newest(pattern: str) -> Path | None:
+    found = sorted(RESULTS.glob(pattern), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def run_benchmarks(names: list[str], echo: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]]:
+    """Run each benchmark script, then write the summary JSON and PNG; returns (json path, summary)."""
+    if not BENCH.is_dir():
+        raise FileNotFoundError(f"{BENCH} not found: `twinstream bench` runs from a source checkout")
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}
+    summary: dict[str, Any] = {
+        "machine": f"{platform.machine()} · {os.cpu_count()} CPUs · {platform.python_version()}",
+        "at": time.strftime("%F %T"),
+        "load_average_before": os.getloadavg(),
+        "benchmarks": {},
+        "ratios": {},
+    }
+    for name in names:
+        bench = BENCHMARKS[name]
+        started = time.time()
+        echo(f"── {name}: python bench/{' '.join(bench.argv)}")
+        done = subprocess.run(
+            [sys.executable, str(BENCH / bench.argv[0]), *bench.argv[1:]], check=False, cwd=REPO, env=env
+        )
+        out = _newest(bench.output)
+        if done.returncode != 0 or out is None or out.stat().st_mtime < started:
+            summary["benchmarks"][name] = {"error": f"exit code {done.returncode}; no fresh {bench.output}"}
+            continue
+        data = json.loads(out.read_text())
+        summary["benchmarks"][name] = {"file": str(out.relative_to(REPO)), "seconds": time.time() - started}
+        summary["ratios"].update(bench.ratios(data))
+    stamp = time.strftime("%Y-%m-%d")
+    path = RESULTS / f"{stamp}.json"
+    path.write_text(json.dumps(summary, indent=2, default=float))
+    _plot(summary["ratios"], RESULTS / f"{stamp}.png", summary["machine"])
+    return path, summary
+
+
+def _plot(ratios: dict[str, float], out: Path, machine: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 0.6 + 0.5 * max(1, len(ratios))))
+    names = list(ratios)
+    ax.barh(names, [ratios[n] for n in names], color="#4472c4")
+    for y, name in enumerate(names):
+        ax.text(ratios[name], y, f" {ratios[name]:.2f}", va="center", fontsize=8)
+    ax.axvline(1.0, color="grey", ls=":")
+    ax.set(xlabel="ratio (same run)", title=f"twinstream bench · {machine}")
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
