@@ -1,0 +1,401 @@
+"""Stream figures (not a test): Kafka → ingest worker → Serve → results, beside the raw forward pass.
+
+Against the running stack (`twinstream stack up`), in one run:
+
+- kafka-python's own produce and consume rates for the same image messages (crc32c extension checked);
+- end-to-end throughput: a backlog of ``--images`` distinct identify requests drained by the ingest
+  worker(s) through the Serve app (first image's Kafka timestamp → last result's Kafka timestamp);
+- end-to-end latency p50/p99 (image record timestamp → result record timestamp), publishing at half the
+  measured throughput so queueing does not dominate;
+- the raw batched forward pass of the same tower in this process, same thread count (batch 32 and the
+  poll size), and the ratio pipeline / raw (bar ≥ 0.5, goal 0.8).
+
+Writes ``bench/results/stream-<date>.json`` and ``.png`` and prints a table.
+
+    python bench/stream.py --model models/v2026...   # or without --model: trains a quick digits model
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+os.environ.setdefault("RAY_AUTH_MODE", "token")  # before Ray is imported (the stack's head uses tokens)
+
+import numpy as np
+import typer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from services.ingest.observer import NullObserver
+from twinstream.codec import decode_result
+from twinstream.config import Settings, load_settings
+from twinstream.contracts import ImageRequest, Op
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TENANT = "sbench"
+app = typer.Typer(add_completion=False)
+
+
+def images(count: int, start: int = 0) -> list[bytes]:
+    """Distinct digit PNGs (a counter after PNG's end chunk keeps the embedding cache from answering)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits().images
+    out = []
+    for i in range(start, start + count):
+        buf = io.BytesIO()
+        Image.fromarray((digits[i % len(digits)] * 15).astype(np.uint8), mode="L").save(buf, format="PNG")
+        out.append(buf.getvalue() + f"#{uuid.uuid4().hex}".encode())
+    return out
+
+
+def _stats(values_s: list[float]) -> dict[str, float]:
+    ms = np.asarray(values_s) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "n": len(ms)}
+
+
+def _producer(settings: Settings) -> KafkaProducer:
+    return KafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap,
+        acks="all",
+        linger_ms=5,
+        batch_size=512 * 1024,
+        max_request_size=settings.kafka.max_message_bytes,
+    )
+
+
+def kafka_rates(settings: Settings, topic: str, payloads: list[bytes]) -> dict[str, Any]:
+    """kafka-python alone: produce (acks=all) and consume the same messages; MB/s and messages/s."""
+    from kafka.record import util
+
+    producer = _producer(settings)
+    headers = [("op", b"identify"), ("tenant", TENANT.encode())]
+    t0 = time.perf_counter()
+    for value in payloads:
+        producer.send(topic, value, headers=headers)
+    producer.flush()
+    produce_s = time.perf_counter() - t0
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False)
+    tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    seen, t0 = 0, time.perf_counter()
+    while seen < len(payloads) and time.perf_counter() - t0 < 120:
+        seen += sum(len(batch) for batch in consumer.poll(timeout_ms=500, max_records=1000).values())
+    consume_s = time.perf_counter() - t0
+    consumer.close()
+    size = sum(map(len, payloads)) / 1e6
+    return {
+        "crc32c_extension": util.crc32c_c is not None,
+        "messages": len(payloads),
+        "mean_bytes": size * 1e6 / len(payloads),
+        "produce_msgs_per_s": len(payloads) / produce_s,
+        "produce_mb_per_s": size / produce_s,
+        "consume_msgs_per_s": seen / consume_s,
+        "consume_mb_per_s": size / consume_s,
+    }
+
+
+class ResultWatcher:
+    """Follows the results topic on a thread, recording (request id → result timestamp, source timestamp)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.seen: dict[str, tuple[int, int]] = {}
+        self.timings: dict[str, tuple[float, float, float, float]] = {}
+        self._stop = threading.Event()
+        self._settings = settings
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._ready = threading.Event()
+        self._thread.start()
+        self._ready.wait(30)
+
+    def _run(self) -> None:
+        topic = self._settings.kafka.results_topic
+        consumer = KafkaConsumer(bootstrap_servers=self._settings.kafka.bootstrap, enable_auto_commit=False)
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        self._ready.set()
+        while not self._stop.is_set():
+            for batch in consumer.poll(timeout_ms=200).values():
+                for message in batch:
+                    result = decode_result(message.value, message.headers)
+                    source_ts = result.source.timestamp_ms if result.source else 0
+                    self.seen[result.request_id] = (int(message.timestamp), source_ts)
+                    t = result.timings
+                    self.timings[result.request_id] = (t.decode_s, t.embed_s, t.gallery_s, t.total_s)
+        consumer.close()
+
+    def wait(self, ids: list[str], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(i in self.seen for i in ids):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+class StageTotals(NullObserver):
+    """Observer that sums the worker's time per stage (where a batch's time goes)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.batches = 0
+        self.images = 0
+
+    def on_stage(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def on_batch(self, size: int, seconds: float) -> None:
+        self.batches += 1
+        self.images += size
+
+
+def _publish(settings: Settings, payloads: list[bytes], prefix: str, rate: float | None = None) -> list[str]:
+    producer = _producer(settings)
+    ids = [f"{prefix}-{i}" for i in range(len(payloads))]
+    t0 = time.perf_counter()
+    for i, (rid, value) in enumerate(zip(ids, payloads, strict=True)):
+        if rate:
+            time.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
+        headers = [("op", b"identify"), ("tenant", TENANT.encode()), ("request-id", rid.encode())]
+        producer.send(settings.kafka.images_topic, value, headers=headers)
+    producer.flush()
+    producer.close()
+    return ids
+
+
+def end_to_end(settings: Settings, watcher: ResultWatcher, count: int) -> dict[str, Any]:
+    """Drain a backlog (throughput), then publish at half that rate (latency)."""
+    backlog = _publish(settings, images(count), "backlog")
+    if not watcher.wait(backlog, 600):
+        raise RuntimeError(f"only {sum(i in watcher.seen for i in backlog)}/{count} results arrived")
+    done = [watcher.seen[i] for i in backlog]
+    first_in, last_out = min(src for _, src in done), max(out for out, _ in done)
+    rate = count / ((last_out - first_in) / 1000)
+    paced = _publish(settings, images(min(count, int(rate * 10)) or 1, 7), "paced", rate=rate / 2)
+    watcher.wait(paced, 300)
+    latencies = [(watcher.seen[i][0] - watcher.seen[i][1]) / 1000 for i in paced if i in watcher.seen]
+    return {
+        "images_per_s": rate,
+        "images": count,
+        "drain_seconds": (last_out - first_in) / 1000,
+        "paced_rate_per_s": rate / 2,
+        "latency": _stats(latencies),
+        "backlog_latency": _stats([(o - s) / 1000 for o, s in done]),
+        "pipeline_timings_mean_s": dict(
+            zip(
+                ("decode", "embed", "gallery", "total"),
+                np.mean([watcher.timings[i] for i in backlog], axis=0).tolist(),
+                strict=True,
+            )
+        ),
+    }
+
+
+def raw_forward(model_dir: Path, threads: int, batch: int, seconds: float = 6.0) -> dict[str, float]:
+    """The tower alone on pre-processed tensors: images/s at ``batch``."""
+    from services.embedder.model import TowerEmbedder
+    from twinstream.imaging import decode_image
+    from twinstream.preprocess import preprocess_batch
+
+    embedder = TowerEmbedder.from_dir(model_dir, threads=threads)
+    x = preprocess_batch([decode_image(b, Settings().limits) for b in images(batch)], embedder.manifest.input)
+    embedder.embed(x.numpy())
+    calls, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        embedder.embed(x.numpy())
+        calls += 1
+    return {"images_per_s": batch * calls / (time.perf_counter() - t0), "batch": batch, "threads": threads}
+
+
+def bench_settings(name: str, poll: int) -> Settings:
+    base = load_settings()
+    return base.model_copy(
+        update={
+            "serve": base.serve.model_copy(
+                update={"app_name": f"{base.serve.app_name}-sbench", "route_prefix": "/sbench"}
+            ),
+            "milvus": base.milvus.model_copy(update={"collection_prefix": "sbench"}),
+            "kafka": base.kafka.model_copy(
+                update={
+                    "images_topic": f"{name}.images",
+                    "results_topic": f"{name}.results",
+                    "dlq_topic": f"{name}.dlq",
+                }
+            ),
+            "ingest": base.ingest.model_copy(update={"group_id": f"{name}-ingest", "max_poll_records": poll}),
+        }
+    )
+
+
+def deploy(settings: Settings, model_dir: Path, subjects: int) -> None:
+    from ray import serve
+
+    from services.app import PIPELINE_DEPLOYMENT
+    from services.app import deploy as deploy_app
+
+    deploy_app(settings, model_dir)
+    handle = serve.get_deployment_handle(PIPELINE_DEPLOYMENT, app_name=settings.serve.app_name)
+    enrol = [ImageRequest(f"e{i}", Op.ENROLL, img, TENANT, f"s{i}") for i, img in enumerate(images(subjects))]
+    handle.process.remote(enrol).result()
+
+
+def write(result: dict[str, Any]) -> tuple[Path, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / f"stream-{time.strftime('%Y-%m-%d')}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    e2e, kafka = result["end_to_end"], result["kafka_python"]
+    bars = {
+        "stream end-to-end": e2e["images_per_s"],
+        **{f"raw forward b{r['batch']}": r["images_per_s"] for r in result["raw_forward"]},
+        "kafka-python consume": kafka["consume_msgs_per_s"],
+        "kafka-python produce": kafka["produce_msgs_per_s"],
+    }
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    ax1.barh(list(bars), list(bars.values()), color="tab:blue")
+    ax1.set_xscale("log")
+    ax1.set_xlabel("images (messages) / s, log scale")
+    ax1.set_title(f"throughput · pipeline/raw = {result['ratio_pipeline_to_raw']:.2f}")
+    lat = {
+        "paced p50": e2e["latency"]["p50_ms"],
+        "paced p99": e2e["latency"]["p99_ms"],
+        "backlog p50": e2e["backlog_latency"]["p50_ms"],
+        "backlog p99": e2e["backlog_latency"]["p99_ms"],
+    }
+    ax2.barh(list(lat), list(lat.values()), color="tab:orange")
+    ax2.set_xlabel("Kafka timestamp → result (ms)")
+    ax2.set_title(f"latency (paced at {e2e['paced_rate_per_s']:.0f}/s)")
+    fig.suptitle(f"twinstream stream · {result['machine']} · model {result['model_version']}")
+    fig.tight_layout()
+    fig.savefig(stem.with_suffix(".png"), dpi=110)
+    return stem.with_suffix(".json"), stem.with_suffix(".png")
+
+
+def show(result: dict[str, Any], console: Console) -> None:
+    e2e, kafka = result["end_to_end"], result["kafka_python"]
+    table = Table("figure", "value")
+    table.add_row("stream end-to-end", f"{e2e['images_per_s']:.1f} images/s")
+    table.add_row(
+        "latency p50 / p99 (paced)", f"{e2e['latency']['p50_ms']:.0f} / {e2e['latency']['p99_ms']:.0f} ms"
+    )
+    for r in result["raw_forward"]:
+        table.add_row(f"raw forward batch {r['batch']}", f"{r['images_per_s']:.1f} images/s")
+    table.add_row("pipeline / best raw", f"{result['ratio_pipeline_to_raw']:.3f} (bar 0.5, goal 0.8)")
+    table.add_row("served embed stage / best raw", f"{result['ratio_served_embed_to_raw']:.3f}")
+    table.add_row(
+        "kafka-python produce",
+        f"{kafka['produce_msgs_per_s']:.0f} msg/s ({kafka['produce_mb_per_s']:.1f} MB/s)",
+    )
+    table.add_row(
+        "kafka-python consume",
+        f"{kafka['consume_msgs_per_s']:.0f} msg/s ({kafka['consume_mb_per_s']:.1f} MB/s)",
+    )
+    table.add_row("crc32c extension", str(kafka["crc32c_extension"]))
+    per = {
+        k: f"{1000 * v / max(1, result['worker_batches']):.0f}"
+        for k, v in result["worker_stage_seconds"].items()
+    }
+    table.add_row("worker ms per batch by stage", ", ".join(f"{k} {v}" for k, v in per.items()))
+    console.print(table)
+
+
+@app.command()
+def main(
+    model: Annotated[
+        Path | None, typer.Option(help="artifact directory (default: train a quick digits model)")
+    ] = None,
+    count: Annotated[int, typer.Option("--images", help="images in the backlog")] = 2000,
+    poll: Annotated[int, typer.Option(help="ingest max_poll_records (one pipeline call per poll)")] = 128,
+    subjects: Annotated[int, typer.Option(help="subjects enrolled in the bench gallery")] = 200,
+) -> None:
+    """Deploy a bench app, run a worker, measure, write JSON + PNG, print the table."""
+    from ray import serve
+
+    from services.ingest.main import build_worker
+    from services.ingest.serve_pipeline import ServePipeline
+    from twinstream.stack.kafka_admin import ensure_topics
+
+    name = f"sbench-{uuid.uuid4().hex[:6]}"
+    settings = bench_settings(name, poll)
+    k = settings.kafka
+    ensure_topics(
+        settings,
+        {
+            k.images_topic: k.partitions,
+            k.results_topic: k.partitions,
+            k.dlq_topic: 1,
+            f"{name}.raw": k.partitions,
+        },
+    )
+    if model is None:
+        from training.quick import train_quick
+
+        model = train_quick(Path(tempfile.mkdtemp(prefix="twinstream-bench-")))
+    kafka = kafka_rates(settings, f"{name}.raw", images(count))
+    deploy(settings, model, subjects)
+    watcher = ResultWatcher(settings)
+    stages = StageTotals()
+    worker = build_worker(settings, ServePipeline(settings), with_result_store=False, observer=stages)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        warm = _publish(settings, images(2 * poll, 3), "warm")
+        watcher.wait(warm, 120)
+        e2e = end_to_end(settings, watcher, count)
+    finally:
+        worker.request_stop()
+        thread.join(60)
+        watcher.close()
+        serve.delete(settings.serve.app_name)
+    threads = settings.serve.threads_per_replica * settings.serve.replicas
+    raw = [raw_forward(model, threads, b) for b in sorted({32, poll})]
+    best_raw = max(r["images_per_s"] for r in raw)
+    result = {
+        "machine": f"{platform.machine()} · {os.cpu_count()} CPUs",
+        "at": time.strftime("%F %T"),
+        "load_average_1m_5m_15m": os.getloadavg(),
+        "model_version": model.name,
+        "gallery_subjects": subjects,
+        "max_poll_records": poll,
+        "workers": 1,
+        "serve": settings.serve.model_dump(exclude={"api_keys"}),
+        "kafka_python": kafka,
+        "end_to_end": e2e,
+        "raw_forward": raw,
+        "ratio_pipeline_to_raw": e2e["images_per_s"] / best_raw,
+        "worker_stage_seconds": stages.seconds,
+        "worker_batches": stages.batches,
+        "worker_images": stages.images,
+        # The served embedding path alone (images per second of the pipeline's embed stage) vs raw.
+        "ratio_served_embed_to_raw": poll / max(1e-9, e2e["pipeline_timings_mean_s"]["embed"]) / best_raw,
+    }
+    paths = write(result)
+    console = Console()
+    show(result, console)
+    console.print(f"wrote {paths[0]} and {paths[1]}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,75 @@
+"""`MatchPipeline` over the Ray Serve app's pipeline deployment handle (the production pipeline).
+
+The handle is looked up lazily and dropped after a failure, so a worker started before the app is
+deployed, or one whose Serve controller restarted, reconnects on its next retry instead of dying.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from twinstream.config import Settings
+from twinstream.contracts import ImageRequest, MatchResult
+
+log = logging.getLogger(__name__)
+
+
+class ServePipeline:
+    """Calls ``process`` on the Serve deployment ``PIPELINE_DEPLOYMENT`` of app ``settings.serve.app_name``.
+
+    Args:
+        settings: Ray address and Serve app name.
+        timeout_s: Longest wait for one batch's answer before it counts as a dependency failure.
+    """
+
+    def __init__(self, settings: Settings, *, timeout_s: float = 120.0) -> None:
+        self._settings = settings
+        self._timeout_s = timeout_s
+        self._handle: Any = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Connect this process to the Ray cluster as a driver (no-op if already connected).
+
+        Call it before installing signal handlers: Ray's core installs its own SIGTERM handler, which
+        a later ``signal.signal`` replaces (so a worker's clean shutdown is not turned into an abort).
+        """
+        import ray
+
+        if not ray.is_initialized():
+            address = self._settings.ray.address or f"127.0.0.1:{self._settings.ray.gcs_port}"
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+
+    def close(self) -> None:
+        """Disconnect from Ray if this object connected it."""
+        import ray
+
+        self._handle = None
+        if ray.is_initialized():
+            ray.shutdown()
+
+    def _connect(self) -> Any:
+        from ray import serve
+
+        from services.app import PIPELINE_DEPLOYMENT
+
+        with self._lock:
+            if self._handle is None:
+                self.start()
+                self._handle = serve.get_deployment_handle(
+                    PIPELINE_DEPLOYMENT, app_name=self._settings.serve.app_name
+                )
+                log.info("connected to Serve app %r", self._settings.serve.app_name)
+            return self._handle
+
+    def process(self, requests: Sequence[ImageRequest]) -> list[MatchResult]:
+        """One batched call; raises whatever Ray raises when Serve (or what it calls) is down."""
+        handle = self._connect()
+        try:
+            return list(handle.process.remote(list(requests)).result(timeout_s=self._timeout_s))
+        except Exception:
+            self._handle = None  # look the app up again on the next attempt
+            raise

@@ -1,0 +1,105 @@
+"""Publish results to ``twinstream.results`` and dead letters to ``twinstream.dlq``, and wait for the acks.
+
+`publish` returns only when the broker has acknowledged every record (``acks=all``, idempotent
+producer), so the worker may commit its offsets afterwards; any failure raises ``KafkaError`` and the
+worker retries the batch (a replay republishes identical results under the same keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError, KafkaTimeoutError
+
+from twinstream.codec import H_CONTENT_TYPE, DeadLetter, encode_result
+from twinstream.config import KafkaSettings
+from twinstream.contracts import MatchResult
+
+#: Room for headers and record framing on top of the largest value we copy to the DLQ.
+_REQUEST_HEADROOM = 64 * 1024
+
+
+class ResultPublisher(Protocol):
+    """What the ingest worker needs from a results/DLQ producer."""
+
+    def publish(self, results: Sequence[MatchResult], dead_letters: Sequence[DeadLetter]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def build_producer(kafka: KafkaSettings, *, client_id: str = "twinstream-results") -> KafkaProducer:
+    """A producer sized for image-sized DLQ copies, with acks from all replicas and idempotence."""
+    return KafkaProducer(
+        bootstrap_servers=kafka.bootstrap.split(","),
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_request_size=kafka.max_message_bytes + _REQUEST_HEADROOM,
+        bootstrap_timeout_ms=kafka.bootstrap_timeout_ms,
+    )
+
+
+class KafkaResultPublisher:
+    """Sends each batch's results (key = request id) and dead letters, then blocks until acknowledged."""
+
+    def __init__(
+        self,
+        producer: KafkaProducer,
+        *,
+        results_topic: str,
+        dlq_topic: str,
+        results_format: Literal["json", "protobuf"] = "json",
+        ack_timeout_s: float = 60.0,
+    ) -> None:
+        self._producer = producer
+        self._results_topic = results_topic
+        self._dlq_topic = dlq_topic
+        self._format = results_format
+        self._ack_timeout_s = ack_timeout_s
+
+    @classmethod
+    def from_settings(cls, kafka: KafkaSettings, producer: KafkaProducer) -> KafkaResultPublisher:
+        return cls(
+            producer,
+            results_topic=kafka.results_topic,
+            dlq_topic=kafka.dlq_topic,
+            results_format=kafka.results_format,
+        )
+
+    def publish(self, results: Sequence[MatchResult], dead_letters: Sequence[DeadLetter]) -> None:
+        """Send everything, flush, and raise if any record was not acknowledged.
+
+        Raises:
+            KafkaError: If a send failed or timed out (nothing may be committed then).
+        """
+        futures: list[Any] = [self._send_dead_letter(dead) for dead in dead_letters]
+        for result in results:
+            value, content_type = encode_result(result, self._format)
+            futures.append(
+                self._producer.send(
+                    self._results_topic,
+                    key=result.request_id.encode("utf-8"),
+                    value=value,
+                    headers=[(H_CONTENT_TYPE, content_type.encode())],
+                )
+            )
+        self._producer.flush(timeout=self._ack_timeout_s)
+        for future in futures:
+            if not future.is_done:
+                raise KafkaTimeoutError(f"no acknowledgement within {self._ack_timeout_s}s")
+            future.get(timeout=0)  # raises the send's KafkaError, if any
+
+    def _send_dead_letter(self, dead: DeadLetter) -> Any:
+        key = dead.record.key or dead.info.request_id.encode("utf-8")
+        return self._producer.send(
+            self._dlq_topic, key=key, value=dead.record.value, headers=dead.kafka_headers()
+        )
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self._producer.close(timeout=timeout_s)
+
+
+__all__ = ["KafkaError", "KafkaResultPublisher", "ResultPublisher", "build_producer"]

@@ -1,0 +1,181 @@
+"""`MatchResult` ⇄ JSON (proto field names, snake_case) and ⇄ serialized ``twinstream.v1.MatchResult``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twinstream._proto.twinstream.v1 import events_pb2 as pb
+from twinstream.codec._wire import (
+    DECISION_TO_PB,
+    H_CONTENT_TYPE,
+    JSON_CONTENT_TYPE,
+    OP_TO_PB,
+    PB_TO_DECISION,
+    PB_TO_OP,
+    PROTOBUF_CONTENT_TYPE,
+    Headers,
+    header_value,
+    source_from_pb,
+    source_to_pb,
+)
+from twinstream.contracts import (
+    DEFAULT_TENANT,
+    Candidate,
+    Decision,
+    MatchResult,
+    Op,
+    RejectReason,
+    SourceRef,
+    Timings,
+)
+
+
+def result_to_dict(result: MatchResult) -> dict[str, Any]:
+    """A result as a JSON-ready dict whose keys are the proto's snake_case field names."""
+    out: dict[str, Any] = {
+        "request_id": result.request_id,
+        "op": result.op.value if result.op else "",
+        "tenant": result.tenant,
+        "subject": result.subject,
+        "decision": result.decision.value,
+        "distance": result.distance,
+        "probability": result.probability,
+        "threshold": result.threshold,
+        "candidates": [
+            {"subject": c.subject, "distance": c.distance, "probability": c.probability}
+            for c in result.candidates
+        ],
+        "model_version": result.model_version,
+        "source": None,
+        "error_reason": result.error_reason.value if result.error_reason else "",
+        "error_detail": result.error_detail,
+        "timings": {
+            "decode_s": result.timings.decode_s,
+            "embed_s": result.timings.embed_s,
+            "gallery_s": result.timings.gallery_s,
+            "total_s": result.timings.total_s,
+        },
+    }
+    if result.source is not None:
+        src = result.source
+        out["source"] = {
+            "topic": src.topic,
+            "partition": src.partition,
+            "offset": src.offset,
+            "timestamp_ms": src.timestamp_ms,
+        }
+    return out
+
+
+def result_from_dict(data: dict[str, Any]) -> MatchResult:
+    """Inverse of `result_to_dict` (missing optional keys take their defaults)."""
+    src = data.get("source")
+    timings = data.get("timings") or {}
+    return MatchResult(
+        request_id=str(data["request_id"]),
+        op=Op(data["op"]) if data.get("op") else None,
+        decision=Decision(data["decision"]),
+        tenant=str(data.get("tenant") or DEFAULT_TENANT),
+        subject=str(data.get("subject") or ""),
+        distance=_opt_float(data.get("distance")),
+        probability=_opt_float(data.get("probability")),
+        threshold=_opt_float(data.get("threshold")),
+        candidates=tuple(
+            Candidate(str(c["subject"]), float(c["distance"]), float(c["probability"]))
+            for c in data.get("candidates") or ()
+        ),
+        model_version=str(data.get("model_version") or ""),
+        source=SourceRef(
+            str(src["topic"]), int(src["partition"]), int(src["offset"]), int(src["timestamp_ms"])
+        )
+        if src
+        else None,
+        error_reason=RejectReason(data["error_reason"]) if data.get("error_reason") else None,
+        error_detail=str(data.get("error_detail") or ""),
+        timings=Timings(
+            **{k: float(timings.get(k, 0.0)) for k in ("decode_s", "embed_s", "gallery_s", "total_s")}
+        ),
+    )
+
+
+def _opt_float(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def result_to_json(result: MatchResult) -> bytes:
+    """A result as compact UTF-8 JSON (the default value format of ``twinstream.results``)."""
+    return json.dumps(result_to_dict(result), separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def result_from_json(data: bytes) -> MatchResult:
+    return result_from_dict(json.loads(data))
+
+
+def result_to_protobuf(result: MatchResult) -> bytes:
+    """A result as a serialized ``twinstream.v1.MatchResult``."""
+    msg = pb.MatchResult(
+        request_id=result.request_id,
+        op=OP_TO_PB[result.op] if result.op else pb.OP_UNSPECIFIED,
+        tenant=result.tenant,
+        subject=result.subject,
+        decision=DECISION_TO_PB[result.decision],
+        model_version=result.model_version,
+        error_reason=result.error_reason.value if result.error_reason else "",
+        error_detail=result.error_detail,
+        timings=pb.Timings(
+            decode_s=result.timings.decode_s,
+            embed_s=result.timings.embed_s,
+            gallery_s=result.timings.gallery_s,
+            total_s=result.timings.total_s,
+        ),
+    )
+    for name in ("distance", "probability", "threshold"):
+        if getattr(result, name) is not None:
+            setattr(msg, name, getattr(result, name))
+    for c in result.candidates:
+        msg.candidates.add(subject=c.subject, distance=c.distance, probability=c.probability)
+    if result.source is not None:
+        msg.source.CopyFrom(source_to_pb(result.source))
+    return msg.SerializeToString()
+
+
+def result_from_protobuf(data: bytes) -> MatchResult:
+    """Inverse of `result_to_protobuf`; raises ``google.protobuf.message.DecodeError`` on garbage."""
+    msg = pb.MatchResult()
+    msg.ParseFromString(data)
+    return MatchResult(
+        request_id=msg.request_id,
+        op=PB_TO_OP.get(msg.op),
+        decision=PB_TO_DECISION[msg.decision],
+        tenant=msg.tenant,
+        subject=msg.subject,
+        distance=msg.distance if msg.HasField("distance") else None,
+        probability=msg.probability if msg.HasField("probability") else None,
+        threshold=msg.threshold if msg.HasField("threshold") else None,
+        candidates=tuple(Candidate(c.subject, c.distance, c.probability) for c in msg.candidates),
+        model_version=msg.model_version,
+        source=source_from_pb(msg.source) if msg.HasField("source") else None,
+        error_reason=RejectReason(msg.error_reason) if msg.error_reason else None,
+        error_detail=msg.error_detail,
+        timings=Timings(
+            msg.timings.decode_s, msg.timings.embed_s, msg.timings.gallery_s, msg.timings.total_s
+        ),
+    )
+
+
+def encode_result(result: MatchResult, fmt: str) -> tuple[bytes, str]:
+    """(value, content type) of a result in the configured format (``json`` or ``protobuf``)."""
+    if fmt == "protobuf":
+        return result_to_protobuf(result), PROTOBUF_CONTENT_TYPE
+    return result_to_json(result), JSON_CONTENT_TYPE
+
+
+def decode_result(value: bytes, headers: Headers = ()) -> MatchResult:
+    """A result from the results topic in either format (``content-type`` header, else sniffed)."""
+    declared = header_value(headers, H_CONTENT_TYPE)
+    if declared == PROTOBUF_CONTENT_TYPE.encode() or (
+        declared is None and not value.lstrip().startswith(b"{")
+    ):
+        return result_from_protobuf(value)
+    return result_from_json(value)
