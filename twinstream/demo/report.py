@@ -51,7 +51,8 @@ class DemoFigures:
     answered: int
     enrolled: int
     identify_total: int
-    identify_correct: int
+    identify_correct: int  # open set: MATCH naming the right subject
+    identify_rank1: int  # closed set: the nearest enrolled subject is the right one
     identify_unknown: int
     verify_total: int
     verify_correct: int
@@ -69,6 +70,10 @@ class DemoFigures:
     @property
     def identify_accuracy(self) -> float:
         return self.identify_correct / self.identify_total if self.identify_total else math.nan
+
+    @property
+    def identify_rank1_accuracy(self) -> float:
+        return self.identify_rank1 / self.identify_total if self.identify_total else math.nan
 
     @property
     def verify_accuracy(self) -> float:
@@ -95,19 +100,28 @@ def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else math.nan
 
 
-def compute_figures(cases: Sequence[DemoCase], observed: dict[str, Observed]) -> DemoFigures:
-    """Join ground truth with the results read back from Kafka."""
+def compute_figures(
+    cases: Sequence[DemoCase], observed: dict[str, Observed], timed: Sequence[str] | None = None
+) -> DemoFigures:
+    """Join ground truth with the results read back from Kafka.
+
+    Args:
+        cases: What was published, with the right answers.
+        observed: Results by request id, with Kafka timestamps.
+        timed: Request ids whose latency and throughput are reported (default: all answered).
+    """
     mistakes: list[str] = []
     present: set[str] = set()
     ident = [c for c in cases if c.op is Op.IDENTIFY and not c.poison]
     verify = [c for c in cases if c.op is Op.VERIFY and not c.poison]
     poison = [c for c in cases if c.poison]
-    id_correct = id_unknown = 0
+    id_correct = id_unknown = id_rank1 = 0
     for case in ident:
         got = observed.get(case.request_id)
         if got is None:
             continue
         r = got.result
+        id_rank1 += bool(r.candidates) and r.candidates[0].subject == case.true_subject
         if r.decision is Decision.MATCH and r.subject == case.true_subject:
             id_correct += 1
             present.add(case.true_subject)
@@ -131,12 +145,10 @@ def compute_figures(cases: Sequence[DemoCase], observed: dict[str, Observed]) ->
                             f"(p={got.result.probability:.2f})")  # fmt: skip
     p, y = np.asarray(probs, dtype=float), np.asarray(genuine, dtype=float)
     answered = [observed[c.request_id] for c in cases if c.request_id in observed]
-    lat = np.asarray([o.latency_s for o in answered]) if answered else np.asarray([math.nan])
-    span_s = (
-        (max(o.answered_ms for o in answered) - min(o.produced_ms for o in answered)) / 1000
-        if answered
-        else 0
-    )
+    timed_ids = set(timed) if timed is not None else {c.request_id for c in cases}
+    window = [observed[i] for i in timed_ids if i in observed]
+    lat = np.asarray([o.latency_s for o in window]) if window else np.asarray([math.nan])
+    span_ms = max(o.answered_ms for o in window) - min(o.produced_ms for o in window) if window else 0
     reasons = Counter(str(o.result.error_reason) for o in answered if o.result.decision is Decision.REJECTED)
     poison_right = sum(
         1 for c in poison if (o := observed.get(c.request_id)) and str(o.result.error_reason) == c.poison
@@ -147,10 +159,11 @@ def compute_figures(cases: Sequence[DemoCase], observed: dict[str, Observed]) ->
     )  # fmt: skip
     return DemoFigures(
         requests=len(cases), answered=len(answered), enrolled=enrolled,
-        identify_total=len(ident), identify_correct=id_correct, identify_unknown=id_unknown,
+        identify_total=len(ident), identify_correct=id_correct, identify_rank1=id_rank1,
+        identify_unknown=id_unknown,
         verify_total=len(p), verify_correct=v_correct, verify_auc=_auc(p, y),
         ece=expected_calibration_error(p, y),
-        throughput_per_s=len(answered) / span_s if span_s > 0 else math.nan,
+        throughput_per_s=len(window) / (span_ms / 1000) if span_ms > 0 else math.nan,
         latency_p50_s=float(np.percentile(lat, 50)), latency_p99_s=float(np.percentile(lat, 99)),
         dlq_by_reason=dict(sorted(reasons.items())), poison_refused_right=poison_right,
         poison_total=len(poison), mistakes=mistakes, present=sorted(present),

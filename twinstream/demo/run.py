@@ -43,11 +43,14 @@ class DemoTraining:
     epochs: int
     miner: str
     time_budget_s: float
+    target_far: float = 1e-3
 
 
 TRAINING_DEFAULTS = {
-    "digits": DemoTraining(epochs=8, miner="none", time_budget_s=150.0),
-    "att-faces": DemoTraining(epochs=30, miner="semihard", time_budget_s=240.0),
+    # Digits has 5 training and 3 unseen classes: FAR 1e-3 on its few validation pairs leaves almost
+    # no true accepts, so the demo calibrates its digits model at 1e-2 (the product default stays 1e-3).
+    "digits": DemoTraining(epochs=25, miner="none", time_budget_s=150.0, target_far=1e-2),
+    "att-faces": DemoTraining(epochs=40, miner="semihard", time_budget_s=180.0),
     "omniglot": DemoTraining(epochs=6, miner="semihard", time_budget_s=300.0),
 }
 
@@ -76,7 +79,7 @@ def find_or_train(settings: Settings, opts: DemoOptions, console: Console) -> Pa
         time_budget_s=defaults.time_budget_s,
     )  # fmt: skip
     console.rule(f"training on {opts.dataset} with Ray Train ({opts.workers} workers)")
-    path = train_with_ray(cfg, RayRun(workers=opts.workers), models_dir, target_far=1e-3)
+    path = train_with_ray(cfg, RayRun(workers=opts.workers), models_dir, target_far=defaults.target_far)
     pointer.parent.mkdir(parents=True, exist_ok=True)
     pointer.write_text(json.dumps({"artifact": str(path)}))
     return path
@@ -93,6 +96,29 @@ def start_ingest(settings: Settings, state_dir: Path, workers: int) -> object:
             env={"RAY_AUTH_MODE": "token"},
         )
     return proc
+
+
+def wait_for_workers(settings: Settings, workers: int, timeout_s: float = 180.0) -> None:
+    """Block until the ingest group has ``workers`` members holding every partition."""
+    from kafka import KafkaConsumer
+
+    from services.ingest.clients import build_admin
+    from services.ingest.status import group_status
+
+    admin = build_admin(settings.kafka)
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap.split(","))
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            status = group_status(admin, consumer, settings.ingest.group_id, settings.kafka.images_topic)
+            owned = sum(len(m.partitions) for m in status.members)
+            if len(status.members) >= workers and owned >= settings.kafka.partitions:
+                return
+            time.sleep(1.0)
+    finally:
+        admin.close()
+        consumer.close()
+    raise TimeoutError(f"ingest workers did not join group {settings.ingest.group_id} in {timeout_s:.0f}s")
 
 
 def publish_cases(settings: Settings, cases: list[DemoCase], tenant: str, poison: list) -> list[DemoCase]:
@@ -188,6 +214,8 @@ def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> DemoFig
             url = deploy(settings, model)
         console.print(f"HTTP API: {url}  (docs: {url}/docs)")
         ingest = start_ingest(settings, stack.state_dir, opts.workers)
+        with console.status(f"waiting for {opts.workers} ingest workers to join the consumer group…"):
+            wait_for_workers(settings, opts.workers)
         figures = stream_and_report(
             settings,
             opts,
@@ -249,7 +277,7 @@ def stream_and_report(
     poison_cases = publish_cases(settings, arrivals, tenant, poison)
     all_cases = cases + poison_cases
     observed |= collect(settings, {c.request_id for c in arrivals + poison_cases}, opts.results_timeout_s)
-    figures = compute_figures(all_cases, observed)
+    figures = compute_figures(all_cases, observed, timed=[c.request_id for c in arrivals + poison_cases])
     answered = {k: v for k, v in observed.items() if v.result.op is not Op.ENROLL}
     pictures = [
         roc_png(all_cases, observed, 0.5, out_dir / "roc.png"),
@@ -278,7 +306,8 @@ def print_summary(figs: DemoFigures, report: Path, console: Console) -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_row("requests answered", f"{figs.answered}/{figs.requests}")
-    table.add_row("one-shot identification accuracy", f"{figs.identify_accuracy:.1%}")
+    table.add_row("one-shot identification, nearest subject", f"{figs.identify_rank1_accuracy:.1%}")
+    table.add_row("one-shot identification, open set", f"{figs.identify_accuracy:.1%}")
     table.add_row("verification accuracy (calibrated threshold)", f"{figs.verify_accuracy:.1%}")
     table.add_row("verification AUC", f"{figs.verify_auc:.4f}")
     table.add_row("calibration error (ECE)", f"{figs.ece:.4f}")
