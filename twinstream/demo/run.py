@@ -64,24 +64,28 @@ def find_or_train(settings: Settings, opts: DemoOptions, console: Console) -> Pa
 
     models_dir = settings.paths.models_dir.resolve()
     pointer = models_dir / f"demo-{opts.dataset.replace(':', '_').replace('/', '_')}.json"
-    if pointer.exists():
-        path = Path(json.loads(pointer.read_text())["artifact"])
-        try:
-            load_artifact(path)
-            console.print(f"reusing the model trained by an earlier demo: {path}")
-            return path
-        except ArtifactError as exc:
-            console.print(f"[yellow]not reusing {path}: {exc}[/yellow]")
     defaults = TRAINING_DEFAULTS.get(opts.dataset, TRAINING_DEFAULTS["att-faces"])
     cfg = TrainConfig(
         dataset=opts.dataset, data_dir=str(settings.datasets_dir.resolve()), loss=LossKind.TRIPLET,
         miner=MinerKind(defaults.miner), epochs=opts.epochs or defaults.epochs,
         time_budget_s=defaults.time_budget_s,
     )  # fmt: skip
+    recipe = {**cfg.to_dict(), "target_far": defaults.target_far, "workers": opts.workers}
+    recipe.pop("data_dir", None)
+    if pointer.exists():
+        saved = json.loads(pointer.read_text())
+        path = Path(saved["artifact"])
+        try:
+            load_artifact(path)
+            if saved.get("recipe") == recipe:
+                console.print(f"reusing the model an earlier demo trained with the same recipe: {path}")
+                return path
+        except ArtifactError as exc:
+            console.print(f"[yellow]not reusing {path}: {exc}[/yellow]")
     console.rule(f"training on {opts.dataset} with Ray Train ({opts.workers} workers)")
     path = train_with_ray(cfg, RayRun(workers=opts.workers), models_dir, target_far=defaults.target_far)
     pointer.parent.mkdir(parents=True, exist_ok=True)
-    pointer.write_text(json.dumps({"artifact": str(path)}))
+    pointer.write_text(json.dumps({"artifact": str(path), "recipe": recipe}, default=str))
     return path
 
 
