@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -30,6 +31,9 @@ class DemoOptions:
     keep_running: bool = False
     epochs: int = 0  # 0: the data set's default
     workers: int = 2
+    # Half a logical CPU per training worker: a Serve app left by --keep-running holds CPUs too, and
+    # Ray would otherwise wait forever for two whole CPUs on a 2-CPU head.
+    train_cpus_per_worker: float = 0.5
     max_per_identity: int = 60
     max_identities: int = 20
     results_timeout_s: float = 240.0
@@ -83,23 +87,33 @@ def find_or_train(settings: Settings, opts: DemoOptions, console: Console) -> Pa
         except ArtifactError as exc:
             console.print(f"[yellow]not reusing {path}: {exc}[/yellow]")
     console.rule(f"training on {opts.dataset} with Ray Train ({opts.workers} workers)")
-    path = train_with_ray(cfg, RayRun(workers=opts.workers), models_dir, target_far=defaults.target_far)
+    run = RayRun(workers=opts.workers, cpus_per_worker=opts.train_cpus_per_worker)
+    path = train_with_ray(cfg, run, models_dir, target_far=defaults.target_far)
     pointer.parent.mkdir(parents=True, exist_ok=True)
     pointer.write_text(json.dumps({"artifact": str(path), "recipe": recipe}, default=str))
     return path
 
 
-def start_ingest(settings: Settings, state_dir: Path, workers: int) -> object:
-    """Ingest workers as a process of their own (as a user runs them), tracked by pid."""
+def start_ingest(settings: Settings, state_dir: Path, workers: int) -> list[Any]:
+    """Ingest workers as processes of their own (as `twinstream ingest --workers N` runs them), by pid.
+
+    The workers get this run's settings as a file, so a demo against a non-default stack (the e2e test's)
+    reaches the same broker, gallery and Serve app.
+    """
     from twinstream.stack.process import ManagedProcess
 
-    proc = ManagedProcess("demo-ingest", state_dir / "demo")
-    if not proc.alive():
-        proc.start(
-            [str(Path(sys.executable).parent / "twinstream"), "ingest", "--workers", str(workers)],
-            env={"RAY_AUTH_MODE": "token"},
-        )
-    return proc
+    run_dir = state_dir / "demo"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings_file = run_dir / "settings.json"
+    settings_file.write_text(settings.model_dump_json())
+    procs = []
+    for index in range(workers):
+        proc = ManagedProcess(f"ingest-{index}", run_dir)
+        if not proc.alive():
+            argv = [sys.executable, "-m", "services.ingest.main", "--index", str(index)]
+            proc.start([*argv, "--settings-file", str(settings_file)], env={"RAY_AUTH_MODE": "token"})
+        procs.append(proc)
+    return procs
 
 
 def wait_for_workers(settings: Settings, workers: int, timeout_s: float = 180.0) -> None:
@@ -125,7 +139,9 @@ def wait_for_workers(settings: Settings, workers: int, timeout_s: float = 180.0)
     raise TimeoutError(f"ingest workers did not join group {settings.ingest.group_id} in {timeout_s:.0f}s")
 
 
-def publish_cases(settings: Settings, cases: list[DemoCase], tenant: str, poison: list) -> list[DemoCase]:
+def publish_cases(
+    settings: Settings, cases: list[DemoCase], tenant: str, poison: list, run_id: str = "demo"
+) -> list[DemoCase]:
     """Publish with a plain KafkaProducer and the header contract, as any client would."""
     from kafka import KafkaProducer
 
@@ -149,7 +165,7 @@ def publish_cases(settings: Settings, cases: list[DemoCase], tenant: str, poison
         )
     poison_cases = []
     for n, (payload, extra, reason) in enumerate(poison):
-        rid = f"{cases[0].request_id.split('-enroll')[0]}-poison-{n}"
+        rid = f"{run_id}-poison-{n}"
         headers = [("tenant", tenant.encode()), ("request-id", rid.encode())]
         headers += [(k, v.encode()) for k, v in extra.items()]
         futures.append(producer.send(settings.kafka.images_topic, value=payload, headers=headers))
@@ -198,7 +214,7 @@ def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> DemoFig
         opts.out_dir or Path("runs")
     ) / f"demo-{opts.dataset.replace(':', '_').replace('/', '_')}-{run_id}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    ingest = None
+    ingest: list[Any] = []
     try:
         with console.status("starting the stack…"):
             statuses = stack.up()
@@ -210,7 +226,8 @@ def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> DemoFig
         use_token_auth()
         import ray
 
-        ray.init(address=stack.part("ray").endpoint, log_to_driver=False)
+        if not ray.is_initialized():
+            ray.init(address=stack.part("ray").endpoint, log_to_driver=False)
         model = find_or_train(settings, opts, console)
         from services.app import deploy
 
@@ -234,8 +251,8 @@ def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> DemoFig
         return figures
     finally:
         if not opts.keep_running:
-            if ingest is not None:
-                ingest.stop()  # type: ignore[attr-defined]
+            for proc in ingest:
+                proc.stop()
             import ray
 
             if ray.is_initialized():
@@ -278,7 +295,7 @@ def stream_and_report(
     publish_cases(settings, enrol, tenant, [])
     observed = collect(settings, {c.request_id for c in enrol}, opts.results_timeout_s)
     poison = poison_payloads(png_bytes(test.images[keep[0]]))
-    poison_cases = publish_cases(settings, arrivals, tenant, poison)
+    poison_cases = publish_cases(settings, arrivals, tenant, poison, run_id)
     all_cases = cases + poison_cases
     observed |= collect(settings, {c.request_id for c in arrivals + poison_cases}, opts.results_timeout_s)
     figures = compute_figures(all_cases, observed, timed=[c.request_id for c in arrivals + poison_cases])

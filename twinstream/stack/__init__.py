@@ -14,7 +14,7 @@ from twinstream.config import Settings
 from twinstream.stack.component import Component, PartStatus, State
 from twinstream.stack.kafka import KafkaBroker
 from twinstream.stack.parts import Milvus, Prometheus, RayHead, Redis, register_scrape_target
-from twinstream.stack.process import StackError, free_port
+from twinstream.stack.process import ManagedProcess, StackError, free_port
 
 PART_TYPES: dict[str, type[Component]] = {
     "kafka": KafkaBroker,
@@ -58,8 +58,15 @@ class Stack:
         return [part.up() for part in self._select(names)]
 
     def down(self, names: Iterable[str] | None = None) -> list[str]:
-        """Stop the chosen parts we started, in reverse order; returns the names stopped."""
-        return [part.name for part in reversed(self._select(names)) if part.down()]
+        """Stop the chosen parts we started, in reverse order; returns the names stopped.
+
+        A full `down` also stops the processes a demo left running (``<state_dir>/demo/*.pid``).
+        """
+        stopped = []
+        if names is None:
+            stopped = [f"demo {p.stem}" for p in sorted((self.state_dir / "demo").glob("*.pid"))
+                       if ManagedProcess(p.stem, p.parent).stop()]  # fmt: skip
+        return stopped + [part.name for part in reversed(self._select(names)) if part.down()]
 
     def restart(self, name: str) -> PartStatus:
         part = self._select([name])[0]
