@@ -1,0 +1,130 @@
+"""Artifact round trip, tamper detection and weights-only loading."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from twinstream.artifact import (
+    ArtifactError,
+    Calibration,
+    Manifest,
+    load_artifact,
+    new_version,
+    save_artifact,
+)
+from twinstream.preprocess import InputSpec
+from twinstream.tower import build_tower
+
+SPEC = InputSpec(height=16, width=16, channels=1, invert=False, mean=0.3, std=0.3)
+
+
+def _manifest(version: str | None = None, dim: int = 8) -> Manifest:
+    return Manifest(
+        version=version or new_version(), architecture="conv4", input=SPEC, embedding_dim=dim,
+        threshold=0.8, target_far=1e-3, calibration=Calibration((0.2, 0.8, 1.4), (0.99, 0.5, 0.01)),
+        metrics={"auc": 0.9}, dataset="digits", loss="triplet", miner="semihard",
+        created_at="2026-11-28T00:00:00",
+    )  # fmt: skip
+
+
+def _saved(tmp_path: Path, **kwargs: object) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    tower = build_tower("conv4", SPEC, 8)
+    path = save_artifact(tower, _manifest(), tmp_path, figures={"roc.png": b"\x89PNG"}, **kwargs)  # type: ignore[arg-type]
+    return path, tower
+
+
+def test_round_trip_gives_the_same_embeddings_and_manifest(tmp_path: Path) -> None:
+    path, tower = _saved(tmp_path)
+    loaded = load_artifact(path)
+    x = torch.randn(4, 1, 16, 16)
+    tower.eval()
+    assert torch.allclose(loaded.tower(x), tower(x), atol=1e-6)
+    assert not loaded.tower.training
+    assert loaded.manifest.input == SPEC and loaded.manifest.threshold == 0.8
+    assert (path / "roc.png").is_file() and (path / "metrics.json").is_file()
+    assert json.loads((path / "manifest.json").read_text())["distance"] == "euclidean"
+
+
+def test_torch_format_weights_round_trip_too(tmp_path: Path) -> None:
+    path, _ = _saved(tmp_path, weights_format="torch")
+    assert load_artifact(path).manifest.weights_file == "tower.pt"
+
+
+def test_probability_is_monotone_and_clipped() -> None:
+    m = _manifest()
+    probs = m.probability(np.array([0.0, 0.2, 0.5, 0.8, 1.1, 2.0]))
+    assert probs[0] == pytest.approx(0.99) and probs[-1] == pytest.approx(0.01)
+    assert np.all(np.diff(probs) <= 0)
+    assert probs[3] == pytest.approx(0.5)
+
+
+def test_calibration_that_increases_with_distance_is_refused() -> None:
+    with pytest.raises(ValueError, match="must not increase"):
+        Calibration((0.1, 0.5), (0.2, 0.9))
+
+
+def test_tampered_weights_are_refused(tmp_path: Path) -> None:
+    path, _ = _saved(tmp_path)
+    weights = path / "tower.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="do not match the manifest"):
+        load_artifact(path)
+
+
+def test_manifest_that_does_not_fit_the_weights_is_refused(tmp_path: Path) -> None:
+    path, _ = _saved(tmp_path)
+    raw = json.loads((path / "manifest.json").read_text())
+    raw["embedding_dim"] = 16
+    (path / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ArtifactError, match="do not fit"):
+        load_artifact(path)
+
+
+class _Payload:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_pickled_object_in_weights_is_refused_by_weights_only_loading(tmp_path: Path) -> None:
+    path, _ = _saved(tmp_path, weights_format="torch")
+    evil = path / "tower.pt"
+    torch.save({"conv": _Payload()}, evil)
+    raw = json.loads((path / "manifest.json").read_text())
+    import hashlib
+
+    raw["weights_sha256"] = hashlib.sha256(evil.read_bytes()).hexdigest()  # an attacker controls both files
+    (path / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ArtifactError, match="weights_only"):
+        load_artifact(path)
+
+
+def test_missing_or_malformed_artifacts_fail_clearly(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match=r"manifest\.json is missing"):
+        load_artifact(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="malformed manifest"):
+        load_artifact(tmp_path)
+
+
+def test_versions_are_immutable_and_safe_as_collection_names(tmp_path: Path) -> None:
+    version = new_version()
+    assert version.replace("_", "").isalnum()
+    tower = build_tower("conv4", SPEC, 8)
+    save_artifact(tower, _manifest(version), tmp_path)
+    with pytest.raises(ArtifactError, match="immutable"):
+        save_artifact(tower, _manifest(version), tmp_path)
+
+
+def test_tower_embeddings_are_unit_length() -> None:
+    tower = build_tower("conv4", SPEC, 8).eval()
+    norms = tower(torch.randn(5, 1, 16, 16)).norm(dim=1)
+    assert torch.allclose(norms, torch.ones(5), atol=1e-5)

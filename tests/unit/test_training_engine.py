@@ -1,0 +1,79 @@
+"""The training engine: checkpoint state resumes a run exactly, and training improves a tower."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.augment import augment, rotate_quarters
+from training.config import TrainConfig
+from training.datasets import Augmentation, load_dataset
+from training.engine import Engine
+from twinstream.tower import build_tower
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Multi-threaded BLAS/OpenMP crawls on a 2-core machine shared with other test runs.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+CFG = TrainConfig(dataset="digits", epochs=2, steps_per_epoch=3, augment=False, threads=1)
+
+
+def _engine() -> Engine:
+    torch.manual_seed(0)
+    splits = load_dataset("digits", Path(), seed=0)
+    return Engine(CFG, splits, build_tower("conv4", splits.spec, 16))
+
+
+def test_resuming_from_checkpoint_state_reproduces_the_uninterrupted_run() -> None:
+    straight = _engine()
+    straight.train_epoch()
+    straight.train_epoch()
+    first = _engine()
+    first.train_epoch()
+    state = first.state_dict()
+    resumed = _engine()
+    resumed.load_state_dict(state)
+    record = resumed.train_epoch()
+    assert record.epoch == 2 and record.resumed
+    assert resumed.finished()
+    for key, value in straight.tower.state_dict().items():
+        assert torch.allclose(value.float(), resumed.tower.state_dict()[key].float(), atol=1e-6), key
+
+
+def test_epoch_records_report_loss_throughput_and_validation() -> None:
+    engine = _engine()
+    record = engine.train_epoch()
+    assert record.loss >= 0 and record.images_per_s > 0
+    assert 0.0 <= record.val_auc <= 1.0 and record.val_oneshot_ways == 2
+    assert engine.history[-1]["epoch"] == 1.0
+
+
+def test_augmentation_keeps_shapes_and_quarter_turns_rotate() -> None:
+    x = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(3, 1, 1, 1)
+    turned = rotate_quarters(x, torch.tensor([0, 1, 2]))
+    assert torch.equal(turned[0], x[0]) and torch.equal(turned[2], x[0].flip(-1).flip(-2))
+    gen = torch.Generator().manual_seed(0)
+    out = augment(torch.randn(5, 1, 16, 16), Augmentation(rotate_deg=10, translate=0.1, hflip=True), gen)
+    assert out.shape == (5, 1, 16, 16) and torch.isfinite(out).all()
+
+
+def test_time_budget_ends_training_early() -> None:
+    splits = load_dataset("digits", Path(), seed=0)
+    engine = Engine(CFG.with_(epochs=100, time_budget_s=1e-3), splits, build_tower("conv4", splits.spec, 16))
+    engine.train_epoch()
+    assert engine.finished()
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_config_refuses_non_positive_epochs(bad: int) -> None:
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=bad)

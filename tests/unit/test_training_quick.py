@@ -1,0 +1,28 @@
+"""Quick single-process training (the fixture other integration tests use) and the eval command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from training.commands import app
+from training.quick import train_quick
+from twinstream.artifact import load_artifact
+
+
+def test_quick_training_writes_a_complete_artifact_that_eval_reproduces(tmp_path: Path) -> None:
+    path = train_quick(tmp_path, "digits", epochs=4, seed=0)
+    loaded = load_artifact(path)
+    assert {p.name for p in path.iterdir()} >= {
+        "manifest.json", "tower.safetensors", "metrics.json", "roc.png", "training_curves.png",
+    }  # fmt: skip
+    assert loaded.manifest.dataset == "digits" and loaded.manifest.loss == "triplet"
+    assert loaded.manifest.metrics["far_at_threshold"] < 0.01
+    out = tmp_path / "eval.json"
+    args = ["eval", "--model", str(path), "--dataset", "digits", "--json", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(out.read_text())["metrics"]
+    assert abs(evaluated["auc"] - loaded.manifest.metrics["auc"]) < 1e-6  # same pairs; float noise only

@@ -1,0 +1,141 @@
+"""Omniglot from its official zips: background alphabets to train/validate, evaluation + all_runs to test.
+
+Validation holds out whole background alphabets (the test protocol is within-alphabet, so this is the
+honest proxy); evaluation alphabets are only ever read for testing.
+"""
+
+from __future__ import annotations
+
+import io
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from training.datasets import (
+    Augmentation,
+    DatasetError,
+    DataSplits,
+    ImageSet,
+    LazyImages,
+    OneShotRun,
+    subset,
+)
+from twinstream.preprocess import InputSpec
+
+BASE_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
+BACKGROUND, EVALUATION, RUNS = "images_background.zip", "images_evaluation.zip", "all_runs.zip"
+REMOTE_PATHS = {BACKGROUND: BACKGROUND, EVALUATION: EVALUATION, RUNS: f"one-shot-classification/{RUNS}"}
+#: 28x28, strokes bright on black (inverted), normalised with the background set's statistics.
+OMNIGLOT_SPEC = InputSpec(height=28, width=28, channels=1, invert=True, mean=0.08, std=0.22)
+VAL_ALPHABETS = 5
+
+
+class ZipReader:
+    """Reads members of one zip as 'L' images; the handle is opened per process (picklable)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._zip: zipfile.ZipFile | None = None
+
+    def __call__(self, member: str) -> Image.Image:
+        if self._zip is None:
+            self._zip = zipfile.ZipFile(self.path)
+        with Image.open(io.BytesIO(self._zip.read(member))) as img:
+            return img.convert("L")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "_zip": None}
+
+
+def ensure_files(root: Path, names: tuple[str, ...], download: bool) -> None:
+    """Check the zips are present; fetch missing ones from the data set's public home if allowed."""
+    missing = [n for n in names if not (root / n).is_file()]
+    if missing and not download:
+        raise DatasetError(f"Omniglot files missing in {root}: {', '.join(missing)} (set download=True)")
+    for name in missing:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f".{name}.part"
+        try:
+            with urllib.request.urlopen(BASE_URL + REMOTE_PATHS[name], timeout=60) as resp:
+                tmp.write_bytes(resp.read())
+        except OSError as exc:  # URLError and timeouts are OSErrors
+            raise DatasetError(f"Omniglot {name} is not in {root} and its download failed: {exc}") from exc
+        tmp.rename(root / name)
+
+
+def alphabet_images(zip_path: Path) -> tuple[ImageSet, np.ndarray]:
+    """All characters of a zip as classes ``Alphabet/characterNN``; also each class's alphabet index."""
+    with zipfile.ZipFile(zip_path) as zf:
+        members = sorted(n for n in zf.namelist() if n.endswith(".png"))
+    class_names: list[str] = []
+    index: dict[str, int] = {}
+    labels = []
+    for member in members:
+        _, alphabet, character, _ = member.split("/")
+        key = f"{alphabet}/{character}"
+        if key not in index:
+            index[key] = len(class_names)
+            class_names.append(key)
+        labels.append(index[key])
+    alphabets = sorted({c.split("/")[0] for c in class_names})
+    class_alphabet = np.asarray([alphabets.index(c.split("/")[0]) for c in class_names])
+    data = ImageSet(
+        LazyImages(members, ZipReader(zip_path)), np.asarray(labels, np.int64), tuple(class_names)
+    )
+    return data, class_alphabet
+
+
+def official_runs(zip_path: Path) -> tuple[OneShotRun, ...]:
+    """The 20 official 20-way within-alphabet one-shot runs (Lake et al. 2015)."""
+    reader = ZipReader(zip_path)
+    runs = []
+    for r in range(1, 21):
+        with zipfile.ZipFile(zip_path) as zf:
+            lines = zf.read(f"run{r:02d}/class_labels.txt").decode().split()
+        pairs = list(zip(lines[0::2], lines[1::2], strict=True))
+        support = sorted({train for _, train in pairs})
+        runs.append(
+            OneShotRun(
+                support=LazyImages(support, reader),
+                queries=LazyImages([test for test, _ in pairs], reader),
+                answers=tuple(support.index(train) for _, train in pairs),
+            )
+        )
+    return tuple(runs)
+
+
+def load_omniglot_splits(
+    root: Path, seed: int = 0, with_test: bool = True, download: bool | None = None
+) -> DataSplits:
+    """Background alphabets (minus `VAL_ALPHABETS` held out, seeded) to train; evaluation set to test.
+
+    ``download=None`` fetches the zips only when no local copy is given (``root`` does not exist).
+    """
+    download = not root.exists() if download is None else download
+    needed = (BACKGROUND, EVALUATION, RUNS) if with_test else (BACKGROUND,)
+    ensure_files(root, needed, download)
+    background, class_alphabet = alphabet_images(root / BACKGROUND)
+    n_alpha = int(class_alphabet.max()) + 1
+    val_alpha = np.random.default_rng(seed).permutation(n_alpha)[:VAL_ALPHABETS]
+    val_classes = np.flatnonzero(np.isin(class_alphabet, val_alpha))
+    train_classes = np.flatnonzero(~np.isin(class_alphabet, val_alpha))
+    if with_test:
+        test, _ = alphabet_images(root / EVALUATION)
+        runs = official_runs(root / RUNS)
+    else:
+        test, runs = ImageSet([], np.zeros(0, np.int64), ()), ()
+    aug = Augmentation(rotate_deg=10.0, translate=0.08, scale=0.1, shear_deg=10.0, rotations_as_classes=True)
+    return DataSplits(
+        name="omniglot",
+        spec=OMNIGLOT_SPEC,
+        train=subset(background, train_classes),
+        val=subset(background, val_classes),
+        test=test,
+        augmentation=aug,
+        default_pk=(64, 4),
+        runs=runs,
+    )

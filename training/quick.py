@@ -1,0 +1,88 @@
+"""Single-process training (no Ray) with the same engine, then a full artifact: fixtures and demos."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from training.config import LossKind, MinerKind, TrainConfig
+from training.datasets import load_dataset
+from training.engine import Engine, EpochRecord
+from training.export import export_artifact
+from training.metrics_export import MetricsExport, exporting, run_name
+from twinstream.tower import build_tower
+
+
+def train_local(
+    cfg: TrainConfig,
+    models_dir: Path,
+    target_far: float = 1e-3,
+    show_progress: bool = False,
+    metrics: MetricsExport | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> Path:
+    """Train ``cfg`` in this process and export an artifact; returns its directory.
+
+    With ``metrics``, every epoch is also served to Prometheus while the run goes.
+    """
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    splits = load_dataset(cfg.dataset, cfg.data_path, cfg.seed)
+    tower = build_tower(cfg.architecture, splits.spec, cfg.embedding_dim).to(
+        memory_format=torch.channels_last
+    )
+    engine = Engine(cfg, splits, tower)
+    start = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), disable=not show_progress,
+    ) as progress, exporting(metrics, run_name(cfg.dataset, "local")) as export:  # fmt: skip
+        task = progress.add_task("train", total=engine.steps, epoch=1, info="")
+        info = ""
+        while not engine.finished():
+            progress.reset(task, total=engine.steps, epoch=engine.epoch + 1, info=info)
+            rec = engine.train_epoch(on_step=lambda: progress.advance(task))
+            export([rec.as_metrics()])
+            info = f"loss {rec.loss:.4f} · val AUC {rec.val_auc:.4f} · {rec.images_per_s:.0f} img/s"
+            progress.update(task, info=info)
+            if on_epoch is not None:
+                on_epoch(rec)
+    extra = {"train_seconds": time.perf_counter() - start, "workers": 1}
+    return export_artifact(tower, splits, cfg, engine.history, models_dir, target_far=target_far, extra=extra)
+
+
+def train_quick(
+    out_dir: Path,
+    dataset: str = "digits",
+    *,
+    epochs: int = 15,
+    seed: int = 0,
+    loss: LossKind = LossKind.TRIPLET,
+    miner: MinerKind = MinerKind.NONE,
+    data_dir: Path = Path("../shared/datasets"),
+) -> Path:
+    """A small, fast training (digits: ~10-20 s on one core) producing a complete artifact.
+
+    On digits, all triplets (miner ``none``) generalise to unseen digits better than semi-hard mining.
+
+    Args:
+        out_dir: Models directory; the artifact is written to ``out_dir/<version>/``.
+        dataset: Data set name (``digits`` needs no files).
+        epochs: Passes over the training split.
+        seed: Seeds splits, sampling and initialisation.
+        loss: Objective.
+        miner: Miner.
+        data_dir: Shared data sets (for data sets other than digits).
+
+    Returns:
+        The artifact directory (load it with ``twinstream.artifact.load_artifact``).
+    """
+    cfg = TrainConfig(
+        dataset=dataset, data_dir=str(data_dir), loss=loss, miner=miner, epochs=epochs, seed=seed,
+        threads=1, embedding_dim=32,
+    )  # fmt: skip
+    return train_local(cfg, Path(out_dir))

@@ -1,0 +1,86 @@
+"""Image → tensor pre-processing shared by training and serving, so both see identical inputs.
+
+Every data set yields PIL images; training and the serving embedder both call `preprocess` on them.
+Augmentation is a training-only step applied *after* this function (see ``training.augment``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpec:
+    """What the tower expects: size, channels and normalisation.
+
+    Attributes:
+        height: Input height in pixels after resizing.
+        width: Input width in pixels after resizing.
+        channels: 1 (grayscale, PIL mode ``L``) or 3 (``RGB``).
+        invert: Whether to flip intensities (``1 - x``) so strokes are bright on a dark ground.
+        mean: Subtracted after scaling to [0, 1] (and inverting).
+        std: Divided by after subtracting the mean.
+    """
+
+    height: int
+    width: int
+    channels: int
+    invert: bool
+    mean: float
+    std: float
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if self.height < 8 or self.width < 8:
+            raise ValueError(f"input must be at least 8x8, got {self.height}x{self.width}")
+        if self.std <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+
+
+def _to_array(img: Image.Image, spec: InputSpec) -> np.ndarray:
+    """Convert mode, resize (antialiased bilinear) and scale to float32 in [0, 1], shape (H, W, C)."""
+    mode = "L" if spec.channels == 1 else "RGB"
+    if img.mode != mode:
+        img = img.convert(mode)
+    if img.size != (spec.width, spec.height):
+        img = img.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return arr.reshape(spec.height, spec.width, spec.channels)
+
+
+def preprocess(img: Image.Image, spec: InputSpec) -> torch.Tensor:
+    """Turn one PIL image into the tower's input.
+
+    Args:
+        img: Any Pillow image (mode converted as needed).
+        spec: The input spec from the model manifest.
+
+    Returns:
+        A float32 tensor of shape (C, H, W).
+    """
+    arr = _to_array(img, spec)
+    if spec.invert:
+        arr = 1.0 - arr
+    arr = (arr - spec.mean) / spec.std
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def preprocess_batch(imgs: Sequence[Image.Image], spec: InputSpec) -> torch.Tensor:
+    """Pre-process a batch of PIL images.
+
+    Args:
+        imgs: The images, any modes and sizes.
+        spec: The input spec from the model manifest.
+
+    Returns:
+        A float32 tensor of shape (N, C, H, W); (0, C, H, W) for an empty batch.
+    """
+    if not imgs:
+        return torch.empty((0, spec.channels, spec.height, spec.width), dtype=torch.float32)
+    return torch.stack([preprocess(img, spec) for img in imgs])
