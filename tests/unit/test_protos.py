@@ -21,4 +21,10 @@ def test_image_event_round_trips_bytes_and_fields():
 
     event = pb.ImageEvent(op=pb.OP_ENROLL, subject="s1", tenant="acme", top_k=3, image=b"\x89PNG\x00")
     back = pb.ImageEvent.FromString(event.SerializeToString())
-    assert (back.op, back.subject, back.tenant, back.top_k, back.image) == (pb.OP_ENROLL, "s1", "acme", 3, b"\x89PNG\x00")
+    assert (back.op, back.subject, back.tenant, back.top_k, back.image) == (
+        pb.OP_ENROLL,
+        "s1",
+        "acme",
+        3,
+        b"\x89PNG\x00",
+    )
