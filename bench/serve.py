@@ -130,11 +130,10 @@ def _forward(model_dir: Path, threads: int, batch: int, seconds: float) -> dict[
 
 
 def _milvus(settings: Settings, collection: str, dim: int, calls: int = 20) -> dict[str, dict[str, float]]:
-    from pymilvus import MilvusClient
-
     from services.gallery.milvus_gallery import MilvusGallery
+    from twinstream.milvus import connect as connect_milvus
 
-    gallery = MilvusGallery(MilvusClient(uri=settings.milvus.uri), collection, settings.milvus.search_params)
+    gallery = MilvusGallery(connect_milvus(settings.milvus.uri), collection, settings.milvus.search_params)
     rng = np.random.default_rng(0)
     out = {}
     for batch in (1, 32):

@@ -18,7 +18,6 @@ import ray.exceptions
 import redis
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pymilvus import MilvusClient
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -36,6 +35,7 @@ from twinstream.config import Settings
 from twinstream.contracts import Decision, ImageRequest, InputError, MatchResult, Op
 from twinstream.metrics import PipelineMetrics, RayFactory
 from twinstream.metrics.gallery_size import GallerySizeTracker
+from twinstream.milvus import connect as connect_milvus
 
 PIPELINE_DEPLOYMENT = "Pipeline"
 _EMBED_ATTEMPTS = 3
@@ -91,7 +91,7 @@ class PipelineDeployment:
         manifest = Manifest.from_json((Path(model_dir) / MANIFEST_FILE).read_text())
         self._settings = settings
         self._embedder = embedder
-        client = MilvusClient(uri=settings.milvus.uri, token=settings.milvus.token)
+        client = connect_milvus(settings.milvus.uri, settings.milvus.token)
         collection = collection_name(settings.milvus.collection_prefix, manifest.version)
         ensure_collection(client, collection, manifest.embedding_dim, settings.milvus)
         rds = redis.Redis.from_url(settings.redis.url)

@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from pymilvus import MilvusClient
 
 from services.gallery.milvus_gallery import Enrollment, MilvusGallery
 from services.gallery.names import collection_name, image_id
 from services.gallery.schema import ensure_collection
 from twinstream.config import MilvusSettings
+from twinstream.milvus import connect
 
 pytestmark = pytest.mark.integration
 DIM = 8
@@ -24,7 +24,7 @@ def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
 
 @pytest.fixture
 def gallery(milvus_uri: str, unique_name: str) -> Iterator[MilvusGallery]:
-    client = MilvusClient(uri=milvus_uri)
+    client = connect(milvus_uri)
     name = collection_name("itgal", unique_name)
     ensure_collection(client, name, DIM, MilvusSettings(index_type="HNSW"))
     yield MilvusGallery(client, name, {"ef": 64})

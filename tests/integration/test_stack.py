@@ -105,9 +105,9 @@ def test_redis_answers_set_and_get(redis_url: str, unique_name: str):
 
 
 def test_milvus_server_inserts_and_searches(milvus_uri: str, unique_name: str):
-    from pymilvus import MilvusClient
+    from twinstream.milvus import connect
 
-    client = MilvusClient(uri=milvus_uri)
+    client = connect(milvus_uri)
     client.create_collection(unique_name, dimension=8, metric_type="COSINE")
     vectors = np.eye(8, dtype=np.float32)
     client.insert(unique_name, [{"id": i, "vector": v.tolist()} for i, v in enumerate(vectors)])

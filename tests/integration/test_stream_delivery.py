@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from pymilvus import MilvusClient
 
 from services.gallery.milvus_gallery import MilvusGallery
 from services.gallery.names import collection_name
@@ -33,6 +32,7 @@ from tests.integration.stream_helpers import (
     stream_settings,
 )
 from twinstream.config import Settings
+from twinstream.milvus import connect as connect_milvus
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 Message = tuple[str, bytes, list[tuple[str, bytes]]]
@@ -88,7 +88,7 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None
 
 
 def gallery_size(app: ServedApp, tenant: str) -> int:
-    client = MilvusClient(uri=app.settings.milvus.uri)
+    client = connect_milvus(app.settings.milvus.uri)
     try:
         collection = collection_name(app.settings.milvus.collection_prefix, app.manifest.version)
         client.flush(collection)

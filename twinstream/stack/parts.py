@@ -80,9 +80,9 @@ class Milvus(Component):
         ]  # fmt: skip
 
     def ready(self) -> bool:
-        from pymilvus import MilvusClient
+        from twinstream.milvus import connect
 
-        client = MilvusClient(uri=self.endpoint, timeout=3)
+        client = connect(self.endpoint, timeout=3, attempts=1)
         try:
             client.list_collections()
             return True
