@@ -93,15 +93,16 @@ def samples_png(
         r = observed[case.request_id].result
         axes[0][j].imshow(Image.open(case.image_path).convert("L"), cmap="gray")  # type: ignore[arg-type]
         axes[0][j].set_title(f"true {case.true_subject}", fontsize=7)
-        match = r.subject if r.decision is Decision.MATCH else ""
-        if match in enrolled:
-            axes[1][j].imshow(Image.open(enrolled[match]).convert("L"), cmap="gray")
-        ok = match == case.true_subject
+        nearest = r.candidates[0].subject if r.candidates else ""
+        if nearest in enrolled:  # the nearest enrolled subject, matched or not
+            axes[1][j].imshow(Image.open(enrolled[nearest]).convert("L"), cmap="gray")
+        ok = r.decision is Decision.MATCH and r.subject == case.true_subject
         prob = f"{r.candidates[0].probability:.2f}" if r.candidates else "–"
-        axes[1][j].set_title(f"{match or r.decision} p={prob}", fontsize=7, color="green" if ok else "red")
+        label = nearest if r.decision is Decision.MATCH else f"{r.decision} (nearest {nearest or '–'})"
+        axes[1][j].set_title(f"{label} p={prob}", fontsize=7, color="green" if ok else "red")
         for ax in (axes[0][j], axes[1][j]):
             ax.axis("off")
-    fig.suptitle("query (top) and the enrolled image it matched (bottom)", fontsize=9)
+    fig.suptitle("query (top) and the nearest enrolled image (bottom); green = matched correctly", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
