@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import struct
 import zlib
 from collections.abc import Sequence
@@ -44,6 +45,11 @@ def poison_payloads(sample_png: bytes) -> list[tuple[bytes, dict[str, str], Reje
     ]
 
 
+def subject_id(class_name: str) -> str:
+    """A subject id the gallery accepts: Omniglot's "Angelic/character01" becomes "Angelic.character01"."""
+    return re.sub(r"[^\w.:@+-]", ".", class_name, flags=re.ASCII)[:128]
+
+
 def save_png(image: Image.Image, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="PNG")
@@ -67,7 +73,7 @@ def build_cases(
     rng = random.Random(seed)
     by_subject: dict[str, list[int]] = {}
     for index, label in enumerate(labels):
-        by_subject.setdefault(class_names[int(label)], []).append(index)
+        by_subject.setdefault(subject_id(class_names[int(label)]), []).append(index)
     subjects = sorted(by_subject)
     enrol_cases, arrivals, enrolled = [], [], {}
     for subject in subjects:
