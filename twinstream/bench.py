@@ -114,7 +114,7 @@ def _plot(ratios: dict[str, float], out: Path, machine: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 0.6 + 0.5 * max(1, len(ratios))))
+    fig, ax = plt.subplots(figsize=(11, 1.0 + 0.5 * max(1, len(ratios))))
     names = list(ratios)
     ax.barh(names, [ratios[n] for n in names], color="#4472c4")
     for y, name in enumerate(names):
@@ -123,5 +123,6 @@ def _plot(ratios: dict[str, float], out: Path, machine: str) -> None:
     ax.set(xlabel="ratio (same run)", title=f"twinstream bench · {machine}")
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
+    fig.subplots_adjust(left=0.42)  # the ratio names are long
     fig.savefig(out, dpi=110)
     plt.close(fig)
