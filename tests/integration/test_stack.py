@@ -188,3 +188,20 @@ def test_a_part_that_cannot_start_names_its_log(tmp_path: Path):
         with pytest.raises(StackError, match=r"redis\.log"):
             stack.up(["redis"])
     assert not stack.part("redis").proc.alive()
+
+
+def test_a_running_part_that_stops_answering_is_replaced_not_duplicated(tmp_path: Path):
+    import os
+    import signal
+
+    stack = Stack(_mini_settings(), tmp_path)
+    (first,) = stack.up(["redis"])
+    assert first.pid is not None
+    os.kill(first.pid, signal.SIGSTOP)  # alive, but answers nothing
+    stack.parts["redis"].start_timeout_s = 3
+    try:
+        (second,) = stack.up(["redis"])
+        assert second.state is State.STARTED and second.pid != first.pid
+        assert not psutil.pid_exists(first.pid) or psutil.Process(first.pid).status() == "zombie"
+    finally:
+        stack.down()

@@ -72,9 +72,15 @@ class Component(ABC):
     def up(self) -> PartStatus:
         if reason := self.missing():
             return PartStatus(self.name, State.ABSENT, self.endpoint, note=reason)
-        if self.proc.alive() and self._answers():
-            self.after_ready()
-            return self.status()
+        if self.proc.alive():
+            # Ours and running: wait for it rather than start a second copy on the same port; one
+            # that never answers is replaced (stopped by pid first, so nothing is orphaned).
+            try:
+                wait_until(self._answers_or_died, self.start_timeout_s, self.name, self.proc.log_file)
+                self.after_ready()
+                return self.status()
+            except StackError:
+                self.proc.stop(timeout_s=10)
         self.home.mkdir(parents=True, exist_ok=True)
         self.prepare()
         self.proc.start(self.argv(), env=self.env())
