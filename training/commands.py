@@ -56,6 +56,10 @@ def train(
     time_budget: Annotated[float, typer.Option(help="stop after this many seconds (0: none)")] = 0.0,
     steps_per_epoch: Annotated[int, typer.Option(help="P×K steps per worker per epoch (0: one pass)")] = 0,
     val_every: Annotated[int, typer.Option(min=1, help="validate every N epochs")] = 1,
+    test_time_shifts: Annotated[
+        int | None,
+        typer.Option(min=0, help="test-time views shifted by N px, averaged (default: data set's)"),
+    ] = None,
     target_far: Annotated[float, typer.Option(help="false accept rate the threshold is chosen at")] = 1e-3,
     seed: int = 0,
     out: Annotated[
@@ -73,7 +77,7 @@ def train(
         margin=margin, epochs=epochs, classes_per_batch=classes_per_batch,
         samples_per_class=samples_per_class, lr=lr, embedding_dim=embedding_dim, architecture=architecture,
         augment=augment, seed=seed, threads=threads, time_budget_s=time_budget,
-        steps_per_epoch=steps_per_epoch, val_every=val_every,
+        steps_per_epoch=steps_per_epoch, val_every=val_every, test_time_shifts=test_time_shifts,
     )  # fmt: skip
     models_dir = (out or settings.paths.models_dir).resolve()
     from training.metrics_export import MetricsExport

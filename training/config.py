@@ -50,6 +50,8 @@ class TrainConfig:
         time_budget_s: Stop after the epoch that crosses this wall time (0 = no budget).
         steps_per_epoch: Override the derived number of steps per epoch (0 = derived).
         val_every: Validate every N epochs (and always after the last).
+        test_time_shifts: Pixels of the shifted views the exported tower averages in eval mode
+            (0 = off); ``None`` takes the data set's default (1 for Omniglot, 0 otherwise).
     """
 
     dataset: str = "digits"
@@ -69,10 +71,13 @@ class TrainConfig:
     time_budget_s: float = 0.0
     steps_per_epoch: int = 0
     val_every: int = 1
+    test_time_shifts: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "loss", LossKind(self.loss))
         object.__setattr__(self, "miner", MinerKind(self.miner))
+        if self.test_time_shifts is not None and self.test_time_shifts < 0:
+            raise ValueError(f"test_time_shifts must be >= 0, got {self.test_time_shifts}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
 

@@ -105,6 +105,7 @@ class DataSplits:
     augmentation: Augmentation = field(default_factory=Augmentation)
     default_pk: tuple[int, int] = (16, 4)
     runs: tuple[OneShotRun, ...] = ()
+    test_time_shifts: int = 0  # the tower's default test-time augmentation (see twinstream.tower)
 
 
 def split_classes(

@@ -25,6 +25,7 @@ from training.evaluate import (
 )
 from training.figures import roc_png, training_curves_png
 from twinstream.artifact import Calibration, Manifest, new_version, save_artifact
+from twinstream.tower import set_test_time_shifts
 
 
 def test_metrics(
@@ -41,6 +42,14 @@ def test_metrics(
     metrics["tar_at_threshold"] = float(accepted[pairs.same].mean())
     if splits.runs:
         metrics["official_20way"] = official_runs_accuracy(tower, splits.runs, splits.spec)
+        shifts = set_test_time_shifts(tower, 0)
+        try:
+            if shifts:  # the same tower without test-time augmentation, for comparison
+                metrics["official_20way_single_view"] = official_runs_accuracy(
+                    tower, splits.runs, splits.spec
+                )
+        finally:
+            set_test_time_shifts(tower, shifts)
     fpr, tpr = roc_points(pairs)
     return metrics, {"fpr": fpr, "tpr": tpr}
 
@@ -66,7 +75,14 @@ def export_artifact(
     target_far: float = 1e-3,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Calibrate, evaluate and save ``tower`` as a new artifact version; returns its directory."""
+    """Calibrate, evaluate and save ``tower`` as a new artifact version; returns its directory.
+
+    The tower gets the run's test-time augmentation first, so calibration, test metrics and serving all
+    see the same embeddings.
+    """
+    tower = getattr(tower, "module", tower)
+    shifts = splits.test_time_shifts if cfg.test_time_shifts is None else cfg.test_time_shifts
+    set_test_time_shifts(tower, shifts)
     tower.eval()
     val_pairs = sample_pairs(embed_images(tower, splits.val.images, splits.spec), splits.val.labels, cfg.seed)
     threshold = threshold_at_far(val_pairs, target_far)
@@ -77,6 +93,7 @@ def export_artifact(
         embedding_dim=cfg.embedding_dim, threshold=threshold, target_far=target_far,
         calibration=calibration, metrics=metrics, dataset=splits.name, loss=str(cfg.loss),
         miner=str(cfg.miner), created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        test_time_shifts=shifts,
     )  # fmt: skip
     title = f"{splits.name} · {cfg.loss}/{cfg.miner}"
     figures = {

@@ -75,6 +75,7 @@ class Manifest:
     miner: str
     created_at: str
     distance: str = "euclidean"
+    test_time_shifts: int = 0  # eval-mode test-time augmentation of the tower (twinstream.tower)
     weights_file: str = WEIGHTS_FILE
     weights_sha256: str = ""
     format_version: int = FORMAT_VERSION
@@ -205,7 +206,9 @@ def load_artifact(path: Path | str, device: str = "cpu") -> LoadedArtifact:
         )
     try:
         state = _read_weights(weights_path, device)
-        tower = build_tower(manifest.architecture, manifest.input, manifest.embedding_dim)
+        tower = build_tower(
+            manifest.architecture, manifest.input, manifest.embedding_dim, manifest.test_time_shifts
+        )
         tower.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError, ValueError, KeyError) as exc:
         raise ArtifactError(f"weights of {root} do not fit {manifest.architecture}: {exc}") from exc

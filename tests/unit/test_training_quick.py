@@ -26,3 +26,20 @@ def test_quick_training_writes_a_complete_artifact_that_eval_reproduces(tmp_path
     assert result.exit_code == 0, result.output
     evaluated = json.loads(out.read_text())["metrics"]
     assert abs(evaluated["auc"] - loaded.manifest.metrics["auc"]) < 1e-6  # same pairs; float noise only
+
+
+def test_the_exported_tower_embeds_with_the_configured_test_time_shifts(tmp_path: Path) -> None:
+    from training.config import TrainConfig
+    from training.quick import train_local
+
+    cfg = TrainConfig(dataset="digits", epochs=1, threads=1, embedding_dim=16, test_time_shifts=1)
+    path = train_local(cfg, tmp_path)
+    loaded = load_artifact(path)
+    assert loaded.manifest.test_time_shifts == 1 and loaded.tower.test_time_shifts == 1
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(
+        app, ["eval", "--model", str(path), "--dataset", "digits", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    # eval rebuilds the tower from the manifest, views included, and finds the metrics export found
+    assert abs(json.loads(out.read_text())["metrics"]["auc"] - loaded.manifest.metrics["auc"]) < 1e-6
