@@ -62,6 +62,10 @@ class MilvusSettings(_Group):
     index_type: Literal["FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW", "HNSW_SQ", "AUTOINDEX"] = "HNSW"
     index_params: dict[str, int] = Field(default_factory=lambda: {"M": 16, "efConstruction": 128})
     search_params: dict[str, int] = Field(default_factory=lambda: {"ef": 64})
+    mirror_max_vectors: int = Field(
+        100_000, ge=0, description="largest tenant each replica keeps in memory for exact search (0: off)"
+    )
+    mirror_max_total: int = Field(1_000_000, ge=1, description="vectors a replica's mirror holds in all")
 
 
 class RaySettings(_Group):

@@ -27,6 +27,7 @@ from services.api.pipeline import MatchingPipeline
 from services.api.routes import install_error_handlers
 from services.gallery.matcher import Matcher
 from services.gallery.milvus_gallery import MilvusGallery
+from services.gallery.mirror import MirroredGallery, RedisGenerations
 from services.gallery.names import check_name, collection_name
 from services.gallery.schema import ensure_collection
 from services.results.store import ACTIVE_MODEL_KEY, RedisResultStore, result_to_json
@@ -98,7 +99,11 @@ class PipelineDeployment:
         rds.set(ACTIVE_MODEL_KEY, manifest.version)
         self._results = RedisResultStore(rds, settings.redis.result_ttl_s)
         self._metrics = PipelineMetrics.create(RayFactory())
-        gallery = MilvusGallery(client, collection, settings.milvus.search_params)
+        store = MilvusGallery(client, collection, settings.milvus.search_params)
+        gallery = MirroredGallery(
+            store, RedisGenerations(rds, collection), settings.milvus.mirror_max_vectors,
+            settings.milvus.mirror_max_total,
+        )  # fmt: skip
         self._sizes = GallerySizeTracker(self._metrics, gallery.subjects)
         self.pipeline = MatchingPipeline(
             self._embed,

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.gallery.matcher import Matcher
-from services.gallery.milvus_gallery import Enrollment, MilvusGallery
+from services.gallery.milvus_gallery import Enrollment
 from services.gallery.names import check_name, image_id
+from services.gallery.ports import Gallery
 from services.results.store import EmbeddingCache
 from twinstream.config import LimitsSettings
 from twinstream.contracts import (
@@ -54,7 +55,7 @@ class MatchingPipeline:
 
     Args:
         embed: Async function embedding a pre-processed batch (N, C, H, W) → (N, D) unit vectors.
-        gallery: The collection of the served model version.
+        gallery: The collection of the served model version (Milvus, usually behind its mirror).
         matcher: Decision rules of that model version.
         limits: Input safety limits.
         results: Where every result is stored (Redis), or None.
@@ -64,7 +65,7 @@ class MatchingPipeline:
     def __init__(
         self,
         embed: EmbedFn,
-        gallery: MilvusGallery,
+        gallery: Gallery,
         matcher: Matcher,
         limits: LimitsSettings,
         *,

@@ -88,3 +88,61 @@ def test_search_returns_best_image_per_subject_in_one_batched_call(gallery: Milv
         assert row[0].subject == ("p" if i < 3 else "q")
         assert len({h.subject for h in row}) == len(row) == 2
         assert row[0].distance <= row[1].distance
+
+
+def test_search_widens_its_window_when_one_subject_crowds_the_nearest_images(gallery: MilvusGallery) -> None:
+    rng = np.random.default_rng(4)
+    query = _unit(rng, 1)
+    crowd = query + 0.05 * rng.normal(size=(20, DIM)).astype(np.float32)  # 20 images nearer than "far"
+    crowd /= np.linalg.norm(crowd, axis=1, keepdims=True)
+    far = -query  # the farthest point: only reachable past the crowd
+    _enrol(gallery, "t", "crowd", crowd, "c")
+    _enrol(gallery, "t", "far", far, "f")
+    gallery.flush()
+    narrow = MilvusGallery(gallery._client, gallery.collection, {"ef": 64}, oversample=1)
+    (row,) = narrow.search("t", query, top_k=2)  # first window: 2 images, both "crowd"
+    assert [h.subject for h in row] == ["crowd", "far"]
+    assert row[0].distance == pytest.approx(float(np.linalg.norm(crowd - query, axis=1).min()), abs=1e-4)
+    assert row[1].distance == pytest.approx(2.0, abs=1e-3)
+
+
+def test_search_ranks_subjects_as_brute_force_grouping_does(gallery: MilvusGallery) -> None:
+    rng = np.random.default_rng(5)
+    vecs = _unit(rng, 60)
+    subjects = [f"s{i % 12}" for i in range(60)]  # 12 subjects × 5 images
+    for i, (vec, subject) in enumerate(zip(vecs, subjects, strict=True)):
+        _enrol(gallery, "t", subject, vec[None], f"v{i}")
+    gallery.flush()
+    queries = _unit(rng, 16)
+    hits = gallery.search("t", queries, top_k=4)
+    for query, row in zip(queries, hits, strict=True):
+        dist = np.linalg.norm(vecs - query, axis=1)
+        best = {s: min(d for d, t in zip(dist, subjects, strict=True) if t == s) for s in set(subjects)}
+        expected = sorted(best, key=best.__getitem__)[:4]
+        assert [h.subject for h in row] == expected
+        np.testing.assert_allclose([h.distance for h in row], [best[s] for s in expected], atol=1e-4)
+
+
+def test_two_replicas_mirrors_agree_with_milvus_through_redis_generations(
+    gallery: MilvusGallery, redis_url: str
+) -> None:
+    import redis
+
+    from services.gallery.mirror import MirroredGallery, RedisGenerations
+
+    generations = RedisGenerations(redis.Redis.from_url(redis_url), gallery.collection)
+    a, b = MirroredGallery(gallery, generations), MirroredGallery(gallery, generations)
+    rng = np.random.default_rng(6)
+    vecs = _unit(rng, 12)
+    items = [Enrollment(image_id("t", f"s{i % 4}", f"m{i}"), "t", f"s{i % 4}", v) for i, v in enumerate(vecs)]
+    assert a.enroll(items[:8]) == [True] * 8
+    gallery.flush()
+    queries = _unit(rng, 6)
+    for got, expected in zip(b.search("t", queries, 3), gallery.search("t", queries, 3), strict=True):
+        assert [h.subject for h in got] == [h.subject for h in expected]  # b loaded a's rows from Milvus
+        np.testing.assert_allclose([h.distance for h in got], [h.distance for h in expected], atol=1e-4)
+    assert b.enroll(items[8:]) == [True] * 4  # b writes; a must see it on its next read
+    assert len(a.vectors_of([("t", "s0")])[("t", "s0")]) == 3
+    assert a.delete([("t", "s1")]) == {("t", "s1"): 3}
+    assert "s1" not in {h.subject for row in b.search("t", queries, 4) for h in row}
+    assert b.search("t", vecs[:1], 1)[0][0].distance == pytest.approx(0.0, abs=1e-3)
