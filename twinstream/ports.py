@@ -18,6 +18,15 @@ class MatchPipeline(Protocol):
     def process(self, requests: Sequence[ImageRequest]) -> list[MatchResult]: ...
 
 
+def stores_results(pipeline: object) -> bool:
+    """Whether ``pipeline`` writes its results to the result store itself (the Serve pipeline does).
+
+    Callers then store only the results they made themselves (refusals found before the pipeline), and
+    each result is written once.
+    """
+    return bool(getattr(pipeline, "stores_results", False))
+
+
 class ResultSink(Protocol):
     """Where finished results go besides Kafka (the Redis result store)."""
 

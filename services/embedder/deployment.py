@@ -2,13 +2,17 @@
 
 Each call carries a whole batch (N, C, H, W) — one image for an HTTP request, a Kafka poll's worth for
 the stream — so ``max_batch_size`` counts calls; their images are concatenated into one forward pass.
-Batch size and wait are changed at run time through ``user_config`` → `reconfigure`.
+A call that is already a batch (``direct_min_rows`` images or more, e.g. a Kafka poll) skips the
+coalescing queue: waiting up to ``batch_wait_timeout_s`` for company would only add latency to a forward
+pass that is already efficient. Batch size, wait and that cut-off change at run time through
+``user_config`` → `reconfigure`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +23,8 @@ from services.embedder.model import TowerEmbedder
 from twinstream.metrics import EmbedderMetrics, RayFactory
 
 EMBEDDER_DEPLOYMENT = "Embedder"
+#: Calls with at least this many images run at once instead of waiting to be coalesced.
+DIRECT_MIN_ROWS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +47,15 @@ class EmbedderDeployment:
     def __init__(self, model_dir: str, threads: int = 1) -> None:
         self._model = TowerEmbedder.from_dir(model_dir, threads=threads)
         self._metrics = EmbedderMetrics.create(RayFactory())
+        # One forward pass at a time, off the event loop: a replica uses the ``threads`` cores it asked
+        # Ray for, never more, however many callers arrive at once (scale out with replicas).
+        self._forward_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forward")
+        self._direct_min_rows = DIRECT_MIN_ROWS
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """Apply ``user_config``: ``max_batch_size`` and ``batch_wait_timeout_s`` (changeable live)."""
+        """Apply ``user_config``: ``max_batch_size``, ``batch_wait_timeout_s``, ``direct_min_rows`` (live)."""
+        if "direct_min_rows" in config:
+            self._direct_min_rows = int(config["direct_min_rows"])
         if "max_batch_size" in config:
             self._embed_batched.set_max_batch_size(int(config["max_batch_size"]))  # type: ignore[attr-defined]
         if "batch_wait_timeout_s" in config:
@@ -53,8 +65,16 @@ class EmbedderDeployment:
         """The version of the model this replica serves."""
         return self._model.manifest.version
 
+    async def _forward(self, batch: np.ndarray) -> np.ndarray:
+        return await asyncio.get_running_loop().run_in_executor(self._forward_pool, self._model.embed, batch)
+
     async def embed(self, batch: np.ndarray) -> np.ndarray:
-        """Embed one caller's batch (N, C, H, W) → (N, D); concurrent calls share forward passes."""
+        """Embed one caller's batch (N, C, H, W) → (N, D); concurrent small calls share forward passes."""
+        if len(batch) >= self._direct_min_rows:
+            started = time.monotonic()
+            vectors = await self._forward(batch)
+            self._metrics.observe_forward(len(batch), 1, time.monotonic() - started, [0.0])
+            return vectors
         result: np.ndarray = await self._embed_batched(_Call(batch, time.monotonic()))
         return result
 
@@ -66,7 +86,7 @@ class EmbedderDeployment:
         sizes = [len(b) for b in batches]
         merged = np.concatenate(batches) if len(batches) > 1 else batches[0]
         # Off the event loop, so the next batch can gather while this one runs (torch releases the GIL).
-        vectors = await asyncio.to_thread(self._model.embed, merged)
+        vectors = await self._forward(merged)
         waits = [started - call.enqueued for call in calls]
         self._metrics.observe_forward(len(merged), len(calls), time.monotonic() - started, waits)
         bounds = np.cumsum([0, *sizes])

@@ -26,10 +26,14 @@ class PipelineContractError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
-    """Everything a batch produces: one result per record (in record order) and the dead letters."""
+    """Everything a batch produces: one result per record (in record order) and the dead letters.
+
+    ``refused_here`` are the results made without the pipeline (records refused while decoding).
+    """
 
     results: tuple[MatchResult, ...]
     dead_letters: tuple[DeadLetter, ...]
+    refused_here: tuple[MatchResult, ...] = ()
 
 
 def run_batch(
@@ -58,8 +62,13 @@ def run_batch(
     answers = iter(_process(pipeline, requests))
     results: list[MatchResult] = []
     dead: list[DeadLetter] = []
+    refused: list[MatchResult] = []
     for record, item in zip(records, decoded, strict=True):
-        result = item.to_result() if isinstance(item, RecordRejection) else next(answers)
+        if isinstance(item, RecordRejection):
+            result = item.to_result()
+            refused.append(result)
+        else:
+            result = next(answers)
         results.append(result)
         if _is_dead_letter(result):
             assert result.error_reason is not None
@@ -67,7 +76,7 @@ def run_batch(
                 result.request_id, result.error_reason, result.error_detail, record.source, now_ms, worker
             )
             dead.append(DeadLetter(record, info))
-    return BatchOutcome(tuple(results), tuple(dead))
+    return BatchOutcome(tuple(results), tuple(dead), tuple(refused))
 
 
 def _process(pipeline: MatchPipeline, requests: list[ImageRequest]) -> list[MatchResult]:

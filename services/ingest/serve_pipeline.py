@@ -20,10 +20,15 @@ log = logging.getLogger(__name__)
 class ServePipeline:
     """Calls ``process`` on the Serve deployment ``PIPELINE_DEPLOYMENT`` of app ``settings.serve.app_name``.
 
+    The deployment stores every result it returns in Redis (``stores_results``), so the worker writes
+    only its own refusals there.
+
     Args:
         settings: Ray address and Serve app name.
         timeout_s: Longest wait for one batch's answer before it counts as a dependency failure.
     """
+
+    stores_results = True
 
     def __init__(self, settings: Settings, *, timeout_s: float = 120.0) -> None:
         self._settings = settings

@@ -23,7 +23,7 @@ from services.ingest.retry import Backoff, StopRequestedError, retry_until_stopp
 from services.results.kafka_publisher import ResultPublisher
 from twinstream.codec import KafkaRecord
 from twinstream.config import Settings
-from twinstream.ports import MatchPipeline, ResultSink
+from twinstream.ports import MatchPipeline, ResultSink, stores_results
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -127,7 +127,10 @@ class IngestWorker:
         )
         if self._sink is not None:
             sink = self._sink
-            self._retry("sink", DEPENDENCY_ERRORS, lambda: sink.put_many(outcome.results))
+            # The Serve pipeline already stored what it answered: write each result once.
+            stored = outcome.refused_here if stores_results(self._pipeline) else outcome.results
+            if stored:
+                self._retry("sink", DEPENDENCY_ERRORS, lambda: sink.put_many(stored))
         self._retry("commit", (KafkaError,), lambda: self._commit(_next_offsets(records)))
         acked = time.time()
         for record in records:

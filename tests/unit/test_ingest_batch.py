@@ -48,6 +48,7 @@ def test_valid_records_go_to_the_pipeline_in_one_call_and_results_keep_record_or
     assert [r.request_id for r in out.results] == ["img-0-0", "img-0-1", "img-0-2"]
     assert [r.decision for r in out.results] == [Decision.ENROLLED, Decision.REJECTED, Decision.ENROLLED]
     assert [(d.record.offset, d.info.reason) for d in out.dead_letters] == [(1, RejectReason.UNKNOWN_OP)]
+    assert [r.request_id for r in out.refused_here] == ["img-0-1"]  # made here, not by the pipeline
 
 
 def test_rejections_returned_by_the_pipeline_are_dead_lettered_with_the_original_record() -> None:

@@ -33,6 +33,7 @@ class IngestMetrics:
     commit_failures: Counter
     rebalances: Counter
     retries: Counter
+    stage_seconds: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> IngestMetrics:
@@ -91,16 +92,26 @@ class IngestMetrics:
                 ["stage"],
                 registry=registry,
             ),
+            stage_seconds=Counter(
+                "twinstream_ingest_stage_seconds_total",
+                "Time spent per batch stage (pipeline, publish, sink, commit), retries included",
+                ["stage"],
+                registry=registry,
+            ),
         )
 
     def __post_init__(self) -> None:
         # Known label values start at 0, so a rate is 0 (not "no data") until the first event.
         for stage in RETRY_STAGES:
             self.retries.labels(stage=stage)
+            self.stage_seconds.labels(stage=stage)
         for reason in RejectReason:
             self.dead_letters.labels(reason=str(reason))
 
     # --- WorkerObserver -------------------------------------------------------------------------------
+
+    def on_stage(self, stage: str, seconds: float) -> None:
+        self.stage_seconds.labels(stage=stage).inc(seconds)
 
     def on_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)

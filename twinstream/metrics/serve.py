@@ -9,6 +9,7 @@ so the pipeline code needs no metrics calls of its own.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -124,9 +125,10 @@ class PipelineMetrics:
             return
         self.batch_size.observe(len(results), {"entry": entry})
         gallery_s: dict[str, float] = {}
+        decisions: Counter[tuple[str, str]] = Counter()
         for result in results:
             op = str(result.op) if result.op else NO_OP
-            self.decisions.inc(1, {"op": op, "decision": str(result.decision)})
+            decisions[(op, str(result.decision))] += 1
             if result.distance is not None and math.isfinite(result.distance):
                 self.distance.observe(max(0.0, result.distance), {"op": op})
             if result.probability is not None and math.isfinite(result.probability):
@@ -134,6 +136,8 @@ class PipelineMetrics:
             if result.timings.gallery_s > 0:
                 # Every result of one op group carries the same gallery round: count it once.
                 gallery_s.setdefault(op, result.timings.gallery_s)
+        for (op, decision), count in decisions.items():  # one increment per label set and batch
+            self.decisions.inc(count, {"op": op, "decision": decision})
         for op, seconds in gallery_s.items():
             self.gallery_latency.observe(seconds, {"op": op})
         self._observe_stages(results)

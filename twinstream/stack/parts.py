@@ -191,6 +191,10 @@ class RayHead(Component):
             "RAY_AUTH_MODE": "token",
             "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1",
             "RAY_USAGE_STATS_ENABLED": "0",
+            # Ray starts its workers at nice 15 so the raylet stays responsive; here the workers are
+            # the Serve replicas doing the work, and at 15 they lose the CPU to the broker and the
+            # ingest processes (bench/stream.py measured it).
+            "RAY_worker_niceness": "0",
             "RAY_prometheus_host": f"http://127.0.0.1:{self.settings.metrics.prometheus_port}",
         }
 
