@@ -46,7 +46,12 @@ def _serve_ratios(d: dict[str, Any]) -> dict[str, float]:
 
 
 def _stream_ratios(d: dict[str, Any]) -> dict[str, float]:
-    return {"stream: pipeline end to end / raw forward": float(d["ratio_pipeline_to_raw"])}
+    out = {"stream: pipeline end to end / raw forward (replica threads)": float(d["ratio_pipeline_to_raw"])}
+    if "ratio_pipeline_to_raw_all_cores" in d:
+        out["stream: pipeline end to end / raw forward (all cores)"] = float(
+            d["ratio_pipeline_to_raw_all_cores"]
+        )
+    return out
 
 
 def _train_ratios(d: dict[str, Any]) -> dict[str, float]:
