@@ -46,6 +46,15 @@ from twinstream.config import Settings, load_settings
 from twinstream.contracts import ImageRequest, Op
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DATA_DIR = Path(
+    os.environ.get("TWINSTREAM_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "datasets")
+)
+#: Images each data set's quick model is benchmarked on.
+DATASET_IMAGES = {
+    "digits": "digits",
+    "att-faces": str(DATA_DIR / "att_faces"),
+    "omniglot": str(DATA_DIR / "omniglot" / "images_evaluation.zip"),
+}
 TENANT = "sbench"
 app = typer.Typer(add_completion=False)
 
@@ -399,18 +408,28 @@ def show(result: dict[str, Any], console: Console) -> None:
 @app.command()
 def main(
     model: Annotated[
-        Path | None, typer.Option(help="artifact directory (default: train a quick digits model)")
+        Path | None, typer.Option(help="artifact directory (default: a quick model of --dataset)")
     ] = None,
+    dataset: Annotated[
+        str, typer.Option(help="digits | att-faces | omniglot: quick model and images when not given")
+    ] = "digits",
     count: Annotated[int, typer.Option("--images", help="images in the backlog")] = 6000,
     poll: Annotated[int, typer.Option(help="ingest max_poll_records (one pipeline call per poll)")] = 128,
     subjects: Annotated[int, typer.Option(help="subjects enrolled in the bench gallery")] = 200,
     workers: Annotated[int, typer.Option(help="ingest worker processes in the group")] = 2,
     images_from: Annotated[
-        str, typer.Option(help="digits, a root/<identity>/ folder or a zip of PNGs (matching --model)")
-    ] = "digits",
-    tag: Annotated[str, typer.Option(help="suffix of the result files (stream-<date>-<tag>.json)")] = "",
+        str | None,
+        typer.Option(help="digits, a root/<identity>/ folder or a zip of PNGs (default: --dataset's)"),
+    ] = None,
+    tag: Annotated[
+        str | None, typer.Option(help="result files are stream-<date>-<tag>.json (default: --dataset)")
+    ] = None,
 ) -> None:
-    """Deploy a bench app, run a worker, measure, write JSON + PNG, print the table."""
+    """Deploy a bench app, run the ingest workers, measure, write JSON + PNG, print the table."""
+    if dataset not in DATASET_IMAGES:
+        raise typer.BadParameter(f"--dataset must be one of {sorted(DATASET_IMAGES)}")
+    images_from = images_from or DATASET_IMAGES[dataset]
+    tag = dataset if tag is None else tag
     from ray import serve
 
     from twinstream.stack.kafka_admin import ensure_topics
@@ -430,7 +449,7 @@ def main(
     if model is None:
         from training.quick import train_quick
 
-        model = train_quick(Path(tempfile.mkdtemp(prefix="twinstream-bench-")))
+        model = train_quick(Path(tempfile.mkdtemp(prefix="twinstream-bench-")), dataset, data_dir=DATA_DIR)
     source = load_source(images_from)
     kafka = kafka_rates(settings, f"{name}.raw", images(source, count))
     deploy(settings, model, source, subjects)
