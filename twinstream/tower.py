@@ -43,7 +43,7 @@ class ConvTower(nn.Module):
     Test-time augmentation: with ``test_time_shifts = s > 0``, eval-mode forward embeds each image and
     its 8 neighbours shifted by ``s`` pixels and returns the normalised mean. It lives in the tower, not
     in the evaluation code, so evaluation, serving and the gallery all embed the same way; training
-    (train mode) is unaffected. It costs 9× the forward work and adds about 4 points of Omniglot
+    (train mode) is unaffected. It costs 9× the forward work and adds 1.5 to 4 points of Omniglot
     20-way one-shot accuracy (bench/results/train_quality.json).
     """
 
