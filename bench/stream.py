@@ -38,6 +38,7 @@ import numpy as np
 import typer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
@@ -210,14 +211,17 @@ class Workers:
             url = f"http://{json.loads(entry.read_text())[0]['targets'][0]}/metrics"
             with urllib.request.urlopen(url, timeout=10) as resp:
                 text = resp.read().decode()
-            for line in text.splitlines():
-                name, _, value = line.rpartition(" ")
-                if name.startswith("twinstream_ingest_stage_seconds_total"):
-                    stage = name.split('stage="')[1].split('"')[0]
-                    totals[stage] = totals.get(stage, 0.0) + float(value)
-                elif name in ("twinstream_ingest_batch_size_count", "twinstream_ingest_batch_size_sum"):
-                    key = "batches" if name.endswith("_count") else "records"
-                    totals[key] = totals.get(key, 0.0) + float(value)
+            for family in text_string_to_metric_families(text):  # prometheus-client's own parser
+                for sample in family.samples:
+                    if sample.name == "twinstream_ingest_stage_seconds_total":
+                        key = sample.labels["stage"]
+                    elif sample.name == "twinstream_ingest_batch_size_count":
+                        key = "batches"
+                    elif sample.name == "twinstream_ingest_batch_size_sum":
+                        key = "records"
+                    else:
+                        continue
+                    totals[key] = totals.get(key, 0.0) + sample.value
         return totals
 
     def stop(self) -> None:
