@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from twinstream.contracts import ImageRequest, MatchResult
+from twinstream.prepared import PreparedBatch
+from twinstream.preprocess import InputSpec
 
 
 class MatchPipeline(Protocol):
@@ -16,6 +18,20 @@ class MatchPipeline(Protocol):
     """
 
     def process(self, requests: Sequence[ImageRequest]) -> list[MatchResult]: ...
+
+
+@runtime_checkable
+class PreparingPipeline(MatchPipeline, Protocol):
+    """A `MatchPipeline` that also takes batches whose images the caller decoded (`PreparedBatch`).
+
+    Ingest workers use it when the pipeline offers it: they decode and resize for ``input_spec()``
+    and call ``process_prepared``, which raises `twinstream.prepared.StaleInputSpecError` when the
+    served model's spec has changed since (ask ``input_spec()`` again and re-prepare).
+    """
+
+    def input_spec(self) -> InputSpec: ...
+
+    def process_prepared(self, batch: PreparedBatch) -> list[MatchResult]: ...
 
 
 def stores_results(pipeline: object) -> bool:
@@ -31,3 +47,9 @@ class ResultSink(Protocol):
     """Where finished results go besides Kafka (the Redis result store)."""
 
     def put_many(self, results: Sequence[MatchResult]) -> None: ...
+
+
+class ResultStore(ResultSink, Protocol):
+    """A result sink that is read back by request id (a replayed request is answered from it)."""
+
+    def get_many(self, request_ids: Sequence[str]) -> list[MatchResult | None]: ...

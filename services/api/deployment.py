@@ -37,6 +37,8 @@ from twinstream.contracts import Decision, ImageRequest, InputError, MatchResult
 from twinstream.metrics import PipelineMetrics, RayFactory
 from twinstream.metrics.gallery_size import GallerySizeTracker
 from twinstream.milvus import connect as connect_milvus
+from twinstream.prepared import PreparedBatch
+from twinstream.preprocess import InputSpec
 
 PIPELINE_DEPLOYMENT = "Pipeline"
 _EMBED_ATTEMPTS = 3
@@ -126,8 +128,19 @@ class PipelineDeployment:
         raise AssertionError("unreachable")
 
     async def process(self, requests: list[ImageRequest]) -> list[MatchResult]:
-        """The stream's entry (`twinstream.ports.MatchPipeline`): results in order, stored in Redis."""
-        return self._observed(await self.pipeline.process(requests), "stream")
+        """The stream's entry (`twinstream.ports.MatchPipeline`): results in order, stored in Redis.
+
+        Replay-safe: a request id that already has a stored result for the same request gets it back.
+        """
+        return self._observed(await self.pipeline.process(requests, replay_safe=True), "stream")
+
+    async def process_prepared(self, batch: PreparedBatch) -> list[MatchResult]:
+        """The stream's entry for images the worker decoded (`twinstream.ports.PreparingPipeline`)."""
+        return self._observed(await self.pipeline.process_prepared(batch), "stream")
+
+    def input_spec(self) -> InputSpec:
+        """What ingest workers resize images to for this model version."""
+        return self.pipeline.matcher.manifest.input
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def _batched(self, requests: list[ImageRequest]) -> list[MatchResult]:

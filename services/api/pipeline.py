@@ -32,10 +32,12 @@ from twinstream.contracts import (
     Timings,
 )
 from twinstream.imaging import decode_image, image_digest
-from twinstream.ports import ResultSink
-from twinstream.preprocess import preprocess
+from twinstream.ports import ResultStore
+from twinstream.prepared import PreparedBatch, StaleInputSpecError
+from twinstream.preprocess import normalize, preprocess
 
 EmbedFn = Callable[[np.ndarray], Awaitable[np.ndarray]]
+_NO_STAGES = (0.0, 0.0, 0.0)
 MAX_TOP_K = 100
 
 
@@ -58,7 +60,9 @@ class MatchingPipeline:
         gallery: The collection of the served model version (Milvus, usually behind its mirror).
         matcher: Decision rules of that model version.
         limits: Input safety limits.
-        results: Where every result is stored (Redis), or None.
+        results: Where every result is stored (Redis), or None. The stream's entries also read it: a
+            request whose id already has a result there for the same Kafka record (topic, partition,
+            offset, timestamp) is a replay and gets that result back unchanged.
         cache: Embedding cache, or None.
     """
 
@@ -69,7 +73,7 @@ class MatchingPipeline:
         matcher: Matcher,
         limits: LimitsSettings,
         *,
-        results: ResultSink | None = None,
+        results: ResultStore | None = None,
         cache: EmbeddingCache | None = None,
     ) -> None:
         self._embed = embed
@@ -80,17 +84,70 @@ class MatchingPipeline:
         self._cache = cache
         self.model_version = matcher.manifest.version
 
-    async def process(self, requests: Sequence[ImageRequest]) -> list[MatchResult]:
-        """Results for ``requests``, in order, one each; also stored in the result store."""
+    async def process(
+        self, requests: Sequence[ImageRequest], *, replay_safe: bool = False
+    ) -> list[MatchResult]:
+        """Results for ``requests``, in order, one each; also stored in the result store.
+
+        With ``replay_safe`` (the stream), a request whose Kafka record already has a stored result is
+        answered with it: a batch replayed after a crash republishes identical results (an enrolment
+        stays ENROLLED, not DUPLICATE) and touches the gallery no more.
+        """
         started = time.perf_counter()
         out: list[MatchResult | None] = [None] * len(requests)
+        if replay_safe:
+            out = await self._answered(requests)
+        replayed = {i for i, r in enumerate(out) if r is not None}
         valid: list[_Valid] = []
         for index, request in enumerate(requests):
+            if out[index] is not None:
+                continue
             try:
                 valid.append(self._validate(index, request))
             except InputError as exc:
                 out[index] = _rejected(request, exc)
+        return await self._decide(out, valid, started, replayed)
+
+    async def process_prepared(self, batch: PreparedBatch) -> list[MatchResult]:
+        """`process` (replay-safe) for a batch whose images the caller decoded and resized.
+
+        Raises:
+            StaleInputSpecError: If the batch was prepared for another input spec than this model's.
+        """
+        spec = self.matcher.manifest.input
+        if batch.spec != spec:
+            raise StaleInputSpecError(
+                f"batch prepared for {batch.spec}; model {self.model_version} takes {spec}"
+            )
+        started = time.perf_counter()
+        tensors = normalize(batch.pixels, spec)  # the whole batch in one vectorised pass
+        out = await self._answered(batch.requests)
+        replayed = {i for i, r in enumerate(out) if r is not None}
+        valid: list[_Valid] = []
+        rows = iter(tensors)
+        for index, (request, digest, decode_s) in enumerate(
+            zip(batch.requests, batch.digests, batch.decode_s, strict=True)
+        ):
+            tensor = next(rows) if digest else None
+            if out[index] is not None:
+                continue
+            try:
+                self._check(request)
+            except InputError as exc:
+                out[index] = _rejected(request, exc)
+                continue
+            valid.append(_Valid(index, request, digest, tensor, decode_s))
+        return await self._decide(out, valid, started, replayed)
+
+    async def _decide(
+        self, out: list[MatchResult | None], valid: list[_Valid], started: float, replayed: set[int]
+    ) -> list[MatchResult]:
+        """Embed the valid requests, run one gallery round per op, fill ``out``; store and return it.
+
+        Slots of ``out`` filled on entry are refusals, or replays (``replayed``: returned as stored).
+        """
         vectors, embed_s = await self._vectors(valid)
+        stages: dict[int, tuple[float, float, float]] = {}
         for op in Op:
             group = [v for v in valid if v.request.op == op]
             if not group:
@@ -99,30 +156,48 @@ class MatchingPipeline:
             decided = await self._run_op(op, group, vectors)
             gallery_s = time.perf_counter() - t0
             for item, result in zip(group, decided, strict=True):
-                timings = Timings(item.decode_s, embed_s if item.tensor is not None else 0.0, gallery_s)
-                out[item.index] = dataclasses.replace(result, timings=timings)
+                out[item.index] = result
+                stages[item.index] = (item.decode_s, embed_s if item.tensor is not None else 0.0, gallery_s)
         total = time.perf_counter() - started
         final = [
-            dataclasses.replace(r, timings=dataclasses.replace(r.timings, total_s=total))
-            for r in out
-            if r is not None  # every slot is filled: rejected above or decided per op
+            r
+            if i in replayed
+            else dataclasses.replace(r, timings=Timings(*stages.get(i, _NO_STAGES), total_s=total))
+            for i, r in enumerate(out)
+            if r is not None  # every slot is filled: replayed, rejected before or decided per op
         ]
-        if self._results is not None:
-            await asyncio.to_thread(self._results.put_many, final)
+        fresh = [r for i, r in enumerate(final) if i not in replayed]
+        if self._results is not None and fresh:
+            await asyncio.to_thread(self._results.put_many, fresh)
         return final
+
+    async def _answered(self, requests: Sequence[ImageRequest]) -> list[MatchResult | None]:
+        """Per request, the result already stored under its id for the same request, else None."""
+        if self._results is None or not requests:
+            return [None] * len(requests)
+        stored = await asyncio.to_thread(self._results.get_many, [r.request_id for r in requests])
+        return [
+            found if found is not None and _same_request(found, request) else None
+            for request, found in zip(requests, stored, strict=True)
+        ]
 
     async def embed_image(self, request: ImageRequest) -> np.ndarray:
         """The embedding of one request's image, without touching the gallery (raises `InputError`)."""
         vectors, _ = await self._vectors([self._validate(0, request)])
         return vectors[0]
 
-    def _validate(self, index: int, request: ImageRequest) -> _Valid:
-        """Check names and the image; decode and pre-process it (raises `InputError`)."""
+    @staticmethod
+    def _check(request: ImageRequest) -> None:
+        """Check the names and the top-k of a request (raises `InputError`)."""
         check_name("tenant", request.tenant)
         if request.op in OPS_NEEDING_SUBJECT:
             check_name("subject", request.subject)
         if request.op == Op.IDENTIFY and not 1 <= request.top_k <= MAX_TOP_K:
             raise InputError(RejectReason.BAD_HEADER, f"top-k must be 1..{MAX_TOP_K}, got {request.top_k}")
+
+    def _validate(self, index: int, request: ImageRequest) -> _Valid:
+        """Check the request; decode and pre-process its image (raises `InputError`)."""
+        self._check(request)
         if request.op in OPS_WITHOUT_IMAGE:
             return _Valid(index, request)
         t0 = time.perf_counter()
@@ -193,6 +268,15 @@ class MatchingPipeline:
             for v, found in zip(items, hits, strict=True):
                 decided[v.index] = self.matcher.identified(v.request, found)
         return [decided[v.index] for v in group]
+
+
+def _same_request(result: MatchResult, request: ImageRequest) -> bool:
+    """Whether a stored result answers this very Kafka record (a replay), not another use of its id.
+
+    The record's coordinates (topic, partition, offset, timestamp) must match: a producer that reuses a
+    request id, or a topic recreated from offset 0, gets a fresh answer.
+    """
+    return request.source is not None and result.source == request.source and result.op == request.op
 
 
 def _rejected(request: ImageRequest, exc: InputError) -> MatchResult:

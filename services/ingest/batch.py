@@ -3,6 +3,10 @@
 Pure of Kafka clients: it takes decoded `KafkaRecord`s and a `MatchPipeline` and returns what must be
 published. Exceptions from the pipeline propagate (a dependency is down: the caller retries); refusals,
 whether found here or returned by the pipeline as ``REJECTED`` results, become dead letters.
+
+With a `PreparingPipeline` (the Serve app) the images are decoded and resized here, for the spec the
+pipeline names, and only the compact pixels cross to Serve (`twinstream.prepared`): an image that does
+not decode is refused here, like a bad header. Other pipelines get the raw requests.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from dataclasses import dataclass
 
 from twinstream.codec import DeadLetter, DeadLetterInfo, KafkaRecord, RecordRejection, decode_record
 from twinstream.config import LimitsSettings
-from twinstream.contracts import Decision, ImageRequest, MatchResult, RejectReason
-from twinstream.ports import MatchPipeline
+from twinstream.contracts import Decision, ImageRequest, InputError, MatchResult, RejectReason
+from twinstream.ports import MatchPipeline, PreparingPipeline
+from twinstream.prepared import prepare
 
 #: REJECTED results that are answers, not poison: the request was well-formed, there is just nothing to
 #: compare it with (e.g. verify against a subject never enrolled). They are published but not dead-lettered.
@@ -59,7 +64,11 @@ def run_batch(
     """
     decoded = [decode_record(record, limits) for record in records]
     requests = [item for item in decoded if isinstance(item, ImageRequest)]
-    answers = iter(_process(pipeline, requests))
+    if isinstance(pipeline, PreparingPipeline) and requests:
+        decoded, answered = _prepared(pipeline, decoded, limits)
+    else:
+        answered = _process(pipeline, requests)
+    answers = iter(answered)
     results: list[MatchResult] = []
     dead: list[DeadLetter] = []
     refused: list[MatchResult] = []
@@ -79,12 +88,38 @@ def run_batch(
     return BatchOutcome(tuple(results), tuple(dead), tuple(refused))
 
 
+def _prepared(
+    pipeline: PreparingPipeline, decoded: list[ImageRequest | RecordRejection], limits: LimitsSettings
+) -> tuple[list[ImageRequest | RecordRejection], list[MatchResult]]:
+    """Decode the images here, refuse the undecodable ones, send the rest in one prepared call."""
+    slots = [(i, item) for i, item in enumerate(decoded) if isinstance(item, ImageRequest)]
+    batch, refused = prepare([request for _, request in slots], pipeline.input_spec(), limits)
+    decoded = list(decoded)
+    for position, error in refused.items():
+        slot, request = slots[position]
+        decoded[slot] = _refusal(request, error)
+    answers = list(pipeline.process_prepared(batch)) if batch.requests else []
+    _check_count(answers, batch.requests)
+    return decoded, answers
+
+
+def _refusal(request: ImageRequest, error: InputError) -> RecordRejection:
+    assert request.source is not None  # requests decoded from records carry their source
+    return RecordRejection(
+        error.as_rejection(), request.request_id, request.source, request.op, request.tenant, request.subject
+    )
+
+
+def _check_count(answers: Sequence[MatchResult], requests: Sequence[ImageRequest]) -> None:
+    if len(answers) != len(requests):
+        raise PipelineContractError(f"pipeline returned {len(answers)} results for {len(requests)} requests")
+
+
 def _process(pipeline: MatchPipeline, requests: list[ImageRequest]) -> list[MatchResult]:
     if not requests:
         return []
     answers = list(pipeline.process(requests))
-    if len(answers) != len(requests):
-        raise PipelineContractError(f"pipeline returned {len(answers)} results for {len(requests)} requests")
+    _check_count(answers, requests)
     return answers
 
 

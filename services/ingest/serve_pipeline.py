@@ -1,7 +1,9 @@
-"""`MatchPipeline` over the Ray Serve app's pipeline deployment handle (the production pipeline).
+"""`PreparingPipeline` over the Ray Serve app's pipeline deployment handle (the production pipeline).
 
 The handle is looked up lazily and dropped after a failure, so a worker started before the app is
-deployed, or one whose Serve controller restarted, reconnects on its next retry instead of dying.
+deployed, or one whose Serve controller restarted, reconnects on its next retry instead of dying. The
+served model's input spec is asked once per connection and forgotten with the handle, so a batch refused
+as prepared for a stale spec (the model was redeployed) is re-prepared for the new one on the retry.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 from twinstream.config import Settings
 from twinstream.contracts import ImageRequest, MatchResult
+from twinstream.prepared import PreparedBatch
+from twinstream.preprocess import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,7 @@ class ServePipeline:
         self._settings = settings
         self._timeout_s = timeout_s
         self._handle: Any = None
+        self._spec: InputSpec | None = None
         self._lock = threading.Lock()
 
     def start(self) -> None:
@@ -52,7 +57,7 @@ class ServePipeline:
         """Disconnect from Ray if this object connected it."""
         import ray
 
-        self._handle = None
+        self._handle, self._spec = None, None
         if ray.is_initialized():
             ray.shutdown()
 
@@ -72,9 +77,22 @@ class ServePipeline:
 
     def process(self, requests: Sequence[ImageRequest]) -> list[MatchResult]:
         """One batched call; raises whatever Ray raises when Serve (or what it calls) is down."""
+        return list(self._call("process", list(requests)))
+
+    def process_prepared(self, batch: PreparedBatch) -> list[MatchResult]:
+        """One batched call with decoded images (raises `StaleInputSpecError` after a redeploy)."""
+        return list(self._call("process_prepared", batch))
+
+    def input_spec(self) -> InputSpec:
+        """The served model's input spec (asked once per connection)."""
+        if self._spec is None:
+            self._spec = self._call("input_spec")
+        return self._spec
+
+    def _call(self, method: str, *args: Any) -> Any:
         handle = self._connect()
         try:
-            return list(handle.process.remote(list(requests)).result(timeout_s=self._timeout_s))
+            return getattr(handle, method).remote(*args).result(timeout_s=self._timeout_s)
         except Exception:
-            self._handle = None  # look the app up again on the next attempt
+            self._handle, self._spec = None, None  # look the app and its model up again next time
             raise

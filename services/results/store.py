@@ -32,7 +32,7 @@ def result_from_json(data: bytes | str) -> MatchResult:
 
 
 class RedisResultStore:
-    """Every result by request id, kept ``ttl_s`` seconds (implements `twinstream.ports.ResultSink`).
+    """Every result by request id, kept ``ttl_s`` seconds (implements `twinstream.ports.ResultStore`).
 
     Args:
         client: A redis-py client (built by the process's composition root).
@@ -56,6 +56,13 @@ class RedisResultStore:
         """The stored result of ``request_id``, or None if unknown or expired."""
         raw = self._client.get(RESULT_PREFIX + request_id)
         return None if raw is None else result_from_json(raw)  # type: ignore[arg-type]
+
+    def get_many(self, request_ids: Sequence[str]) -> list[MatchResult | None]:
+        """Stored results in the order of ``request_ids`` (None where unknown or expired), one round trip."""
+        if not request_ids:
+            return []
+        raws = self._client.mget([RESULT_PREFIX + rid for rid in request_ids])
+        return [None if raw is None else result_from_json(raw) for raw in raws]  # type: ignore[union-attr]
 
 
 class EmbeddingCache:
