@@ -21,6 +21,7 @@ from training.config import TrainConfig
 from training.datasets import load_dataset
 from training.engine import Engine
 from training.metrics_export import MetricsExport
+from twinstream.memory import reuse_freed_memory
 from twinstream.preprocess import InputSpec
 from twinstream.tower import build_tower
 
@@ -54,6 +55,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     crash_after = int(config.pop("crash_after_epoch", 0))
     cfg = TrainConfig.from_dict(config)
     torch.set_num_threads(cfg.threads)
+    reuse_freed_memory()  # reuse activation buffers instead of page-faulting them in every step
     torch.manual_seed(cfg.seed)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()

@@ -14,6 +14,7 @@ from training.datasets import load_dataset
 from training.engine import Engine, EpochRecord
 from training.export import export_artifact
 from training.metrics_export import MetricsExport, exporting, run_name
+from twinstream.memory import reuse_freed_memory
 from twinstream.tower import build_tower
 
 
@@ -30,6 +31,7 @@ def train_local(
     With ``metrics``, every epoch is also served to Prometheus while the run goes.
     """
     torch.set_num_threads(cfg.threads)
+    reuse_freed_memory()  # reuse activation buffers instead of page-faulting them in every step
     torch.manual_seed(cfg.seed)
     splits = load_dataset(cfg.dataset, cfg.data_path, cfg.seed)
     tower = build_tower(cfg.architecture, splits.spec, cfg.embedding_dim).to(

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from twinstream.artifact import LoadedArtifact, Manifest, load_artifact
+from twinstream.memory import reuse_freed_memory
 
 
 class TowerEmbedder:
@@ -23,6 +24,7 @@ class TowerEmbedder:
 
     def __init__(self, artifact: LoadedArtifact, threads: int = 1, max_chunk: int = 64) -> None:
         torch.set_num_threads(threads)
+        reuse_freed_memory()  # activations are reused, not page-faulted in again on every pass
         self._tower = artifact.tower.eval()
         self.manifest: Manifest = artifact.manifest
         self._max_chunk = max_chunk
