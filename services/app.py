@@ -20,6 +20,7 @@ from services.api.deployment import PIPELINE_DEPLOYMENT, PipelineDeployment
 from services.embedder.deployment import EMBEDDER_DEPLOYMENT, EmbedderDeployment
 from twinstream.artifact import load_artifact
 from twinstream.config import Settings
+from twinstream.memory import MALLOC_ENV
 
 __all__ = ["EMBEDDER_DEPLOYMENT", "PIPELINE_DEPLOYMENT", "base_url", "build_app", "deploy"]
 
@@ -27,7 +28,7 @@ __all__ = ["EMBEDDER_DEPLOYMENT", "PIPELINE_DEPLOYMENT", "base_url", "build_app"
 def _embedder_options(settings: Settings) -> dict[str, Any]:
     s = settings.serve
     options: dict[str, Any] = {
-        "ray_actor_options": {"num_cpus": s.cpus_per_replica},
+        "ray_actor_options": {"num_cpus": s.cpus_per_replica, "runtime_env": {"env_vars": dict(MALLOC_ENV)}},
         "max_ongoing_requests": s.max_ongoing_requests,
         "user_config": {"max_batch_size": s.max_batch_size, "batch_wait_timeout_s": s.batch_wait_timeout_s},
     }

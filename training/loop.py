@@ -21,13 +21,13 @@ from training.config import TrainConfig
 from training.datasets import load_dataset
 from training.engine import Engine
 from training.metrics_export import MetricsExport
-from twinstream.memory import reuse_freed_memory
+from twinstream.memory import MALLOC_ENV, reuse_freed_memory
 from twinstream.preprocess import InputSpec
 from twinstream.tower import build_tower
 
 STATE_FILE = "state.pt"
 #: Ray Train waits this long between health checks; the default (2 s) stalls every ``report``.
-RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1"}
+RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.1", **MALLOC_ENV}
 
 
 class InjectedFailureError(RuntimeError):
