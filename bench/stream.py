@@ -143,11 +143,14 @@ def kafka_rates(settings: Settings, topic: str, payloads: list[bytes]) -> dict[s
 
 
 class ResultWatcher:
-    """Follows the results topic on a thread, recording (request id → result timestamp, source timestamp)."""
+    """Follows the results topic on a thread, keeping each record raw (request id → timestamp, value).
+
+    Decoding waits until the figures are taken (`seen`, `timings`): the watcher shares the cores with the
+    pipeline it measures, so it does as little as it can while the stream runs.
+    """
 
     def __init__(self, settings: Settings) -> None:
-        self.seen: dict[str, tuple[int, int]] = {}
-        self.timings: dict[str, tuple[float, float, float, float]] = {}
+        self.arrived: dict[str, tuple[int, bytes, Any]] = {}
         self._stop = threading.Event()
         self._settings = settings
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -164,18 +167,32 @@ class ResultWatcher:
         self._ready.set()
         while not self._stop.is_set():
             for batch in consumer.poll(timeout_ms=200).values():
-                for message in batch:
-                    result = decode_result(message.value, message.headers)
-                    source_ts = result.source.timestamp_ms if result.source else 0
-                    self.seen[result.request_id] = (int(message.timestamp), source_ts)
-                    t = result.timings
-                    self.timings[result.request_id] = (t.decode_s, t.embed_s, t.gallery_s, t.total_s)
+                for m in batch:  # the key is the request id (DESIGN's Kafka contract)
+                    self.arrived[m.key.decode()] = (int(m.timestamp), m.value, m.headers)
         consumer.close()
+
+    def seen(self, ids: list[str]) -> dict[str, tuple[int, int]]:
+        """Request id → (result record timestamp, source image timestamp), in ms, for ids that arrived."""
+        out = {}
+        for rid in ids:
+            if rid in self.arrived:
+                ts, value, headers = self.arrived[rid]
+                result = decode_result(value, headers)
+                out[rid] = (ts, result.source.timestamp_ms if result.source else 0)
+        return out
+
+    def timings(self, ids: list[str]) -> list[tuple[float, float, float, float]]:
+        """The pipeline's (decode, embed, gallery, total) seconds of each result of ``ids``."""
+        out = []
+        for rid in ids:
+            t = decode_result(self.arrived[rid][1], self.arrived[rid][2]).timings
+            out.append((t.decode_s, t.embed_s, t.gallery_s, t.total_s))
+        return out
 
     def wait(self, ids: list[str], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if all(i in self.seen for i in ids):
+            if all(i in self.arrived for i in ids):
                 return True
             time.sleep(0.05)
         return False
@@ -237,7 +254,9 @@ class Workers:
 
 def _publish(settings: Settings, payloads: list[bytes], prefix: str, rate: float | None = None) -> list[str]:
     producer = _producer(settings)
-    ids = [f"{prefix}-{i}" for i in range(len(payloads))]
+    # Request ids unique to this run (the group id names it), as a producer's would be: the pipeline
+    # reads the result store for each id first (replays are answered from it).
+    ids = [f"{settings.ingest.group_id}-{prefix}-{i}" for i in range(len(payloads))]
     t0 = time.perf_counter()
     for i, (rid, value) in enumerate(zip(ids, payloads, strict=True)):
         if rate:
@@ -253,13 +272,13 @@ def end_to_end(settings: Settings, watcher: ResultWatcher, source: list[bytes], 
     """Drain a backlog (throughput), then publish at half that rate (latency)."""
     backlog = _publish(settings, images(source, count), "backlog")
     if not watcher.wait(backlog, 600):
-        raise RuntimeError(f"only {sum(i in watcher.seen for i in backlog)}/{count} results arrived")
-    done = [watcher.seen[i] for i in backlog]
+        raise RuntimeError(f"only {sum(i in watcher.arrived for i in backlog)}/{count} results arrived")
+    done = list(watcher.seen(backlog).values())
     first_in, last_out = min(src for _, src in done), max(out for out, _ in done)
     rate = count / ((last_out - first_in) / 1000)
     paced = _publish(settings, images(source, min(count, int(rate * 10)) or 1, 7), "paced", rate=rate / 2)
     watcher.wait(paced, 300)
-    latencies = [(watcher.seen[i][0] - watcher.seen[i][1]) / 1000 for i in paced if i in watcher.seen]
+    latencies = [(out - src) / 1000 for out, src in watcher.seen(paced).values()]
     return {
         "images_per_s": rate,
         "images": count,
@@ -270,7 +289,7 @@ def end_to_end(settings: Settings, watcher: ResultWatcher, source: list[bytes], 
         "pipeline_timings_mean_s": dict(
             zip(
                 ("decode", "embed", "gallery", "total"),
-                np.mean([watcher.timings[i] for i in backlog], axis=0).tolist(),
+                np.mean(watcher.timings(backlog), axis=0).tolist(),
                 strict=True,
             )
         ),
@@ -297,12 +316,25 @@ def raw_forward(
     return {"images_per_s": batch * calls / (time.perf_counter() - t0), "batch": batch, "threads": threads}
 
 
-def bench_settings(name: str, poll: int) -> Settings:
+def bench_settings(name: str, poll: int, replicas: int | None) -> Settings:
+    """The stack's settings with the bench's own app, topics and group; ``replicas`` embedders if given.
+
+    More replicas share the head's logical CPUs with the pipeline replica (Ray only schedules by them);
+    each replica runs one torch thread.
+    """
     base = load_settings()
+    replicas = replicas or base.serve.replicas
+    cpus = (base.ray.num_cpus - base.serve.ingress_cpus) / replicas
     return base.model_copy(
         update={
             "serve": base.serve.model_copy(
-                update={"app_name": f"{base.serve.app_name}-sbench", "route_prefix": "/sbench"}
+                update={
+                    "app_name": f"{base.serve.app_name}-sbench",
+                    "route_prefix": "/sbench",
+                    "replicas": replicas,
+                    "cpus_per_replica": min(base.serve.cpus_per_replica, round(cpus, 2)),
+                    "threads_per_replica": 1,
+                }
             ),
             "milvus": base.milvus.model_copy(update={"collection_prefix": "sbench"}),
             "kafka": base.kafka.model_copy(
@@ -421,6 +453,10 @@ def main(
     poll: Annotated[int, typer.Option(help="ingest max_poll_records (one pipeline call per poll)")] = 128,
     subjects: Annotated[int, typer.Option(help="subjects enrolled in the bench gallery")] = 200,
     workers: Annotated[int, typer.Option(help="ingest worker processes in the group")] = 2,
+    replicas: Annotated[
+        int | None,
+        typer.Option(help="embedder replicas, one torch thread each (default: the stack's, 1)"),
+    ] = None,
     images_from: Annotated[
         str | None,
         typer.Option(help="digits, a root/<identity>/ folder or a zip of PNGs (default: --dataset's)"),
@@ -439,7 +475,7 @@ def main(
     from twinstream.stack.kafka_admin import ensure_topics
 
     name = f"sbench-{uuid.uuid4().hex[:6]}"
-    settings = bench_settings(name, poll)
+    settings = bench_settings(name, poll, replicas)
     k = settings.kafka
     ensure_topics(
         settings,
