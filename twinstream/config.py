@@ -121,11 +121,6 @@ class IngestSettings(_Group):
     session_timeout_ms: int = Field(10_000, ge=1_000)
     retry_initial_s: float = Field(0.5, gt=0)
     retry_max_s: float = Field(15.0, gt=0)
-    overlap_batches: bool = Field(
-        True,
-        description="decode and send the next poll to the pipeline while the previous batch is "
-        "published and committed (commits stay in order)",
-    )
 
 
 class LimitsSettings(_Group):

@@ -4,12 +4,6 @@ At least once: offsets are committed only after the results, the dead letters an
 writes are acknowledged. A failing dependency (Serve, Milvus, Kafka, Redis) is retried with back-off and
 never turns a healthy record into a dead letter; a stop request during a retry abandons the batch
 uncommitted, so another worker replays it (effects are idempotent downstream).
-
-One batch ahead (``ingest.overlap_batches``): while batch N is published and committed on the main
-thread, batch N+1 is already decoded and in the pipeline on a helper thread, so the model is not idle
-while Kafka acknowledges. Batches still finish and commit in poll order; only the main thread touches
-the consumer. A rebalance can leave the batch in flight uncommitted: its records are replayed by their
-new owner, which answers them from the result store (identical results, nothing enrolled twice).
 """
 
 from __future__ import annotations
@@ -18,8 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
@@ -54,24 +46,11 @@ def to_record(message: Any) -> KafkaRecord:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _InFlight:
-    """A polled batch whose pipeline stage runs on the helper thread."""
-
-    records: list[KafkaRecord]
-    polled_at: float
-    outcome: Future[BatchOutcome]
-
-
 class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, consumer: KafkaConsumer, observer: WorkerObserver, name: str) -> None:
         self._consumer, self._observer, self._name = consumer, observer, name
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        # No commit here: this runs inside poll(), and kafka-python's commit needs the poll loop (it
-        # would wait out its timeout). A batch still in flight finishes after the rebalance; if its
-        # commit is refused, the new owner replays it and gets the stored answers (no duplicates in
-        # effect, identical results on the topic).
         log.info("%s: partitions revoked: %s", self._name, sorted(p.partition for p in revoked))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
@@ -103,8 +82,6 @@ class IngestWorker:
         self._stop = threading.Event()
         self._backoff = Backoff(settings.ingest.retry_initial_s, settings.ingest.retry_max_s)
         self._last_lag = 0.0
-        self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-pipeline")
-        self._in_flight: _InFlight | None = None
 
     def request_stop(self) -> None:
         """Ask the loop to stop after the current batch (safe to call from a signal handler)."""
@@ -122,54 +99,32 @@ class IngestWorker:
         try:
             while not self._stop.is_set():
                 self.run_once()
-            self.finish_in_flight()
         finally:
             self.close()
 
     def run_once(self) -> int:
-        """Poll one batch and start its pipeline stage; finish (publish, commit) the batch before it.
-
-        Without ``overlap_batches`` the polled batch is finished at once. Returns the number of records
-        finished by this call.
-        """
+        """Poll one batch and take it all the way to a commit; returns the number of records handled."""
         started = time.monotonic()
         polled = self._consumer.poll(
             timeout_ms=self._settings.ingest.poll_timeout_ms,
             max_records=self._settings.ingest.max_poll_records,
         )
         records = [to_record(message) for messages in polled.values() for message in messages]
-        if records and isinstance(self._observer, StageObserver):
-            self._observer.on_stage("poll", time.monotonic() - started)
-        ahead = (
-            _InFlight(records, started, self._ahead.submit(self._pipeline_stage, records))
-            if records
-            else None
-        )
-        finished = self.finish_in_flight()
-        self._in_flight = ahead
-        if not self._settings.ingest.overlap_batches:
-            finished += self.finish_in_flight()
+        if records:
+            if isinstance(self._observer, StageObserver):
+                self._observer.on_stage("poll", time.monotonic() - started)
+            started = time.monotonic()
+            try:
+                self._handle(records)
+            except StopRequestedError:
+                log.warning("%s: stopping mid-retry; %d records left uncommitted", self.name, len(records))
+                return 0
+            self._observer.on_batch(len(records), time.monotonic() - started)
         self._maybe_report_lag()
-        return finished
+        return len(records)
 
-    def finish_in_flight(self) -> int:
-        """Wait for the batch in flight, publish, store and commit it; returns its record count."""
-        batch, self._in_flight = self._in_flight, None
-        if batch is None:
-            return 0
-        try:
-            self._handle(batch.records, batch.outcome.result())
-        except StopRequestedError:
-            log.warning("%s: stopping mid-retry; %d records left uncommitted", self.name, len(batch.records))
-            return 0
-        self._observer.on_batch(len(batch.records), time.monotonic() - batch.polled_at)
-        return len(batch.records)
-
-    def _pipeline_stage(self, records: Sequence[KafkaRecord]) -> BatchOutcome:
-        """Decode and run the pipeline (helper thread; retried until it answers or a stop is requested)."""
-        return self._retry("pipeline", DEPENDENCY_ERRORS, lambda: self._run_batch(records))
-
-    def _handle(self, records: Sequence[KafkaRecord], outcome: BatchOutcome) -> None:
+    def _handle(self, records: Sequence[KafkaRecord]) -> None:
+        outcome: BatchOutcome = self._retry("pipeline", DEPENDENCY_ERRORS, lambda: self._run_batch(records))
         self._retry(
             "publish", (KafkaError,), lambda: self._publisher.publish(outcome.results, outcome.dead_letters)
         )
@@ -242,11 +197,7 @@ class IngestWorker:
         return lags
 
     def close(self) -> None:
-        """Flush the producer, close the consumer (leaving the group); no offsets are auto-committed.
-
-        A batch still in flight (the loop was left by an exception) is abandoned uncommitted: replayed.
-        """
-        self._ahead.shutdown(wait=False, cancel_futures=True)
+        """Flush the producer, close the consumer (leaving the group); no offsets are auto-committed."""
         try:
             self._publisher.close()
         finally:

@@ -63,54 +63,8 @@ class Sink:
 @pytest.mark.parametrize(("stores", "expected"), [(True, ["img-0-1"]), (False, ["img-0-0", "img-0-1"])])
 def test_the_worker_stores_only_what_the_pipeline_did_not(stores: bool, expected: list[str]) -> None:
     consumer, publisher, sink = Consumer(), Publisher(), Sink()
-    settings = Settings(ingest={"overlap_batches": False})
-    worker = IngestWorker(consumer, publisher, Pipeline(stores), settings, sink=sink)  # type: ignore[arg-type]
+    worker = IngestWorker(consumer, publisher, Pipeline(stores), Settings(), sink=sink)  # type: ignore[arg-type]
     assert worker.run_once() == 2
     assert sink.stored == expected
     assert [r.request_id for r in publisher.published[0]] == ["img-0-0", "img-0-1"]
     assert [o.offset for o in consumer.committed[0].values()] == [2]
-
-
-class Polls(Consumer):
-    """Three polls of one record each (offsets 0, 1, 2), then nothing."""
-
-    def __init__(self) -> None:
-        self.committed = []
-        self.events: list[str] = []
-        self._batches = [
-            {"tp": [SimpleNamespace(topic="img", partition=0, offset=i, value=b"png",
-                                    headers=[("op", b"delete"), ("subject", b"s")], key=None, timestamp=1)]}
-            for i in range(3)
-        ]  # fmt: skip
-
-    def poll(self, **_: Any) -> dict[str, list[Any]]:
-        self.events.append("poll")
-        return self._batches.pop(0) if self._batches else {}
-
-    def commit(self, offsets: dict[Any, Any], **_: Any) -> None:
-        self.events.append(f"commit {[o.offset for o in offsets.values()]}")
-        self.committed.append(offsets)
-
-
-class RecordingPipeline(Pipeline):
-    def __init__(self, events: list[str]) -> None:
-        super().__init__(stores=True)
-        self.events = events
-
-    def process(self, requests: Sequence[ImageRequest]) -> list[MatchResult]:
-        self.events.append(f"pipeline {requests[0].request_id}")
-        return super().process(requests)
-
-
-def test_one_batch_ahead_the_next_poll_is_in_the_pipeline_before_the_previous_commit() -> None:
-    consumer = Polls()
-    worker = IngestWorker(consumer, Publisher(), RecordingPipeline(consumer.events), Settings())  # type: ignore[arg-type]
-    assert worker.run_once() == 0  # batch 0 polled and sent ahead; nothing finished yet
-    assert worker.run_once() == 1  # batch 1 polled and sent; batch 0 published and committed
-    assert worker.run_once() == 1
-    assert worker.run_once() == 1  # nothing more to poll: batch 2 finishes
-    assert worker.run_once() == 0
-    commits = [e for e in consumer.events if e.startswith("commit")]
-    assert commits == ["commit [1]", "commit [2]", "commit [3]"]  # in poll order, each once
-    second_poll = [i for i, e in enumerate(consumer.events) if e == "poll"][1]
-    assert consumer.events.index("commit [1]") > second_poll  # batch 0 committed after batch 1 was polled
