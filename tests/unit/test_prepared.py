@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import platform
 from collections.abc import Sequence
 
 import numpy as np
@@ -146,10 +147,9 @@ def test_a_stale_spec_propagates_as_a_dependency_failure_so_the_worker_retries()
         run_batch([rec(0, png(7), op="identify")], Redeployed(SPEC), LIMITS, worker="w", now_ms=1)
 
 
+@pytest.mark.skipif(
+    platform.libc_ver()[0] != "glibc",
+    reason=f"mallopt thresholds are glibc's; this C library is {platform.libc_ver()[0] or 'unknown'}",
+)
 def test_freed_buffers_are_kept_for_reuse_on_glibc() -> None:
-    import platform
-
-    libc = platform.libc_ver()[0] or "unknown"
-    if libc != "glibc":
-        pytest.skip(f"mallopt thresholds are glibc's; this C library is {libc}")
     assert reuse_freed_memory() is True
