@@ -169,6 +169,7 @@ def build_publish_producer(kafka: KafkaSettings) -> KafkaProducer:
         client_id="twinstream-publish",
         acks="all",
         linger_ms=10,
+        batch_size=kafka.producer_batch_bytes,
         max_request_size=kafka.max_message_bytes,
         bootstrap_timeout_ms=kafka.bootstrap_timeout_ms,
     )

@@ -37,6 +37,7 @@ def build_producer(kafka: KafkaSettings, *, client_id: str = "twinstream-results
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
+        batch_size=kafka.producer_batch_bytes,
         max_request_size=kafka.max_message_bytes + _REQUEST_HEADROOM,
         bootstrap_timeout_ms=kafka.bootstrap_timeout_ms,
     )
