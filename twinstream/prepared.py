@@ -14,7 +14,6 @@ again and re-prepares.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,7 +89,7 @@ def prepare(
         except InputError as exc:
             refused[index] = exc
             continue
-        kept.append(dataclasses.replace(request, image=b""))
+        kept.append(request.without_image())
         digests.append(image_digest(request.image))
         rows.append(pixels)
         decode_s.append(time.perf_counter() - started)
