@@ -38,3 +38,23 @@ def test_embedding_cache_is_keyed_by_model_version_and_digest(redis_url: str, un
     assert got[1] is None
     np.testing.assert_array_equal(got[2], vecs[0])
     assert cache.get_many(unique_name + "-other-version", ["d1"]) == [None]
+
+
+def test_batched_writes_survive_a_flushed_script_cache(redis_url: str, unique_name: str) -> None:
+    """The one-command batch write is a Lua script: after a Redis restart (script cache empty) it is
+    loaded again, and every key gets the TTL."""
+    client = redis.Redis.from_url(redis_url)
+    store = RedisResultStore(client, ttl_s=600)
+    cache = EmbeddingCache(client, ttl_s=60)
+    first = [MatchResult(f"{unique_name}-{i}", Op.ENROLL, Decision.ENROLLED) for i in range(3)]
+    store.put_many(first)
+    client.script_flush()
+    second = [MatchResult(f"{unique_name}-{i}", Op.ENROLL, Decision.DUPLICATE) for i in range(3, 5)]
+    store.put_many(second)
+    cache.put_many(unique_name, ["d1"], np.ones((1, 4), dtype=np.float32))
+    assert store.get_many([r.request_id for r in first + second]) == first + second
+    ttls = [client.ttl(f"twinstream:result:{r.request_id}") for r in first + second]
+    assert all(0 < t <= 600 for t in ttls)
+    assert 0 < client.ttl(f"twinstream:emb:{unique_name}:d1") <= 60
+    with pytest.raises(ValueError, match="digests"):
+        cache.put_many(unique_name, ["a", "b"], np.ones((1, 4), dtype=np.float32))
