@@ -8,7 +8,6 @@ Blocking client calls run in threads so the replica's event loop keeps serving.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -160,9 +159,7 @@ class MatchingPipeline:
                 stages[item.index] = (item.decode_s, embed_s if item.tensor is not None else 0.0, gallery_s)
         total = time.perf_counter() - started
         final = [
-            r
-            if i in replayed
-            else dataclasses.replace(r, timings=Timings(*stages.get(i, _NO_STAGES), total_s=total))
+            r if i in replayed else r.with_timings(Timings(*stages.get(i, _NO_STAGES), total_s=total))
             for i, r in enumerate(out)
             if r is not None  # every slot is filled: replayed, rejected before or decided per op
         ]
@@ -265,8 +262,8 @@ class MatchingPipeline:
             top_k = max(v.request.top_k for v in items)
             query = np.stack([vectors[v.index] for v in items])
             hits = await asyncio.to_thread(self.gallery.search, tenant, query, top_k)
-            for v, found in zip(items, hits, strict=True):
-                decided[v.index] = self.matcher.identified(v.request, found)
+            answers = self.matcher.identified_many([v.request for v in items], hits)
+            decided.update((v.index, answer) for v, answer in zip(items, answers, strict=True))
         return [decided[v.index] for v in group]
 
 

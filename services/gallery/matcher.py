@@ -6,13 +6,17 @@ A distance at or below the threshold is a match (the threshold was chosen at the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
 from services.gallery.milvus_gallery import Hit
 from twinstream.artifact import Manifest
 from twinstream.contracts import Candidate, Decision, ImageRequest, MatchResult, Rejection, RejectReason
+
+_by_distance = attrgetter("distance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,20 +77,36 @@ class Matcher:
 
     def identified(self, request: ImageRequest, hits: list[Hit]) -> MatchResult:
         """1:N: MATCH names the nearest subject if within the threshold, else UNKNOWN (open set)."""
-        candidates = self._candidates(sorted(hits, key=lambda h: h.distance)[: request.top_k])
-        if not candidates:
-            return self._base(request, Decision.UNKNOWN, threshold=self.manifest.threshold)
-        best = candidates[0]
-        matched = best.distance <= self.manifest.threshold
-        return self._base(
-            request,
-            Decision.MATCH if matched else Decision.UNKNOWN,
-            subject=best.subject if matched else request.subject,
-            distance=best.distance,
-            probability=best.probability,
-            threshold=self.manifest.threshold,
-            candidates=candidates,
-        )
+        return self.identified_many([request], [hits])[0]
+
+    def identified_many(
+        self, requests: Sequence[ImageRequest], hits: Sequence[list[Hit]]
+    ) -> list[MatchResult]:
+        """`identified` for a batch: every candidate's probability comes from one calibration lookup."""
+        ranked = [sorted(h, key=_by_distance)[: r.top_k] for r, h in zip(requests, hits, strict=True)]
+        flat = [h.distance for top in ranked for h in top]
+        probs = iter(self.manifest.probability(np.array(flat)).tolist() if flat else ())
+        threshold = self.manifest.threshold
+        out = []
+        for request, top in zip(requests, ranked, strict=True):
+            if not top:
+                out.append(self._base(request, Decision.UNKNOWN, threshold=threshold))
+                continue
+            candidates = tuple(Candidate(h.subject, h.distance, next(probs)) for h in top)
+            best = candidates[0]
+            matched = best.distance <= threshold
+            out.append(
+                self._base(
+                    request,
+                    Decision.MATCH if matched else Decision.UNKNOWN,
+                    subject=best.subject if matched else request.subject,
+                    distance=best.distance,
+                    probability=best.probability,
+                    threshold=threshold,
+                    candidates=candidates,
+                )
+            )
+        return out
 
     def deleted(self, request: ImageRequest) -> MatchResult:
         """DELETED (also when nothing was left to delete: a replayed delete has the same outcome)."""

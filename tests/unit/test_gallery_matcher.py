@@ -79,3 +79,18 @@ def test_enroll_and_delete_decisions() -> None:
     assert MATCHER.enrolled(_req(Op.ENROLL), True).decision == Decision.ENROLLED
     assert MATCHER.enrolled(_req(Op.ENROLL), False).decision == Decision.DUPLICATE
     assert MATCHER.deleted(_req(Op.DELETE)).decision == Decision.DELETED
+
+
+def test_identified_many_answers_each_request_as_identified_would() -> None:
+    requests = [
+        _req(Op.IDENTIFY, subject="", top_k=2),
+        _req(Op.IDENTIFY, subject="", top_k=5),
+        _req(Op.IDENTIFY, subject="", top_k=1),
+    ]
+    hits = [[Hit("b", 0.7), Hit("a", 0.2), Hit("c", 0.9)], [], [Hit("z", 0.8), Hit("y", 0.6)]]
+    batch = MATCHER.identified_many(requests, hits)
+    assert batch == [MATCHER.identified(r, h) for r, h in zip(requests, hits, strict=True)]
+    assert [r.decision for r in batch] == [Decision.MATCH, Decision.UNKNOWN, Decision.UNKNOWN]
+    assert [c.subject for c in batch[0].candidates] == ["a", "b"]
+    assert batch[0].candidates[1].probability == pytest.approx(0.3)  # 1 - 0.7 on the calibration line
+    assert [c.subject for c in batch[2].candidates] == ["y"]
