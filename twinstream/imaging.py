@@ -87,9 +87,7 @@ def _open(data: bytes, limits: LimitsSettings, content_type: str) -> Image.Image
     """Parse the header with allowed plugins only; classify a failure as unsupported or undecodable."""
     allowed = [fmt.upper() for fmt in limits.allowed_formats]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data), formats=allowed)
+        return Image.open(io.BytesIO(data), formats=allowed)  # bomb warnings: ignored by the caller
     except Image.DecompressionBombError as exc:
         raise InputError(RejectReason.TOO_MANY_PIXELS, str(exc)) from None
     except UnidentifiedImageError:
@@ -106,6 +104,22 @@ def _open(data: bytes, limits: LimitsSettings, content_type: str) -> Image.Image
         raise InputError(RejectReason.UNDECODABLE_IMAGE, "not a recognisable image") from None
     except _DECODE_ERRORS as exc:
         raise InputError(RejectReason.UNDECODABLE_IMAGE, f"bad header: {exc}") from None
+
+
+#: Formats whose files carry no orientation at all; PNG only in an ``eXIf``/text chunk or XMP packet,
+#: which Pillow puts in ``info`` by the end of ``load()``.
+_NO_ORIENTATION_FORMATS = frozenset({"PPM", "BMP"})
+_PNG_ORIENTATION_KEYS = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF/XMP orientation, skipping the metadata parse where the file can hold none
+    (a third of a small PNG's decode time)."""
+    if img.format in _NO_ORIENTATION_FORMATS:
+        return img
+    if img.format == "PNG" and not any(key in img.info for key in _PNG_ORIENTATION_KEYS):
+        return img
+    return ImageOps.exif_transpose(img) or img
 
 
 def _check_size(img: Image.Image, limits: LimitsSettings) -> None:
@@ -159,16 +173,21 @@ def decode_image(data: bytes, limits: LimitsSettings, content_type: str = "") ->
         raise InputError(
             RejectReason.TOO_LARGE, f"{len(data)} bytes exceeds the limit of {limits.max_image_bytes}"
         )
+    with warnings.catch_warnings():
+        # Pillow warns of big images on open and load; the pixel limit is ours (`_check_size`).
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return _decode(data, limits, content_type)
+
+
+def _decode(data: bytes, limits: LimitsSettings, content_type: str) -> Image.Image:
     img = _open(data, limits, content_type)
+    result = None
     try:
         _check_size(img, limits)
         fmt = img.format or "?"
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                img.load()
-                upright = ImageOps.exif_transpose(img) or img
-                result = _to_standard_mode(upright)
+            img.load()
+            result = _to_standard_mode(_upright(img))
         except InputError:
             raise
         except Image.DecompressionBombError as exc:
@@ -176,7 +195,8 @@ def decode_image(data: bytes, limits: LimitsSettings, content_type: str = "") ->
         except _DECODE_ERRORS as exc:
             raise InputError(RejectReason.UNDECODABLE_IMAGE, f"cannot decode {fmt}: {exc}") from None
     finally:
-        img.close()
+        if result is not img:  # a converted or rotated copy: the parsed file can go
+            img.close()
     if result.width <= 0 or result.height <= 0:
         raise InputError(RejectReason.EMPTY_IMAGE, "image has no pixels after orientation")
     return result

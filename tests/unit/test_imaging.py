@@ -6,6 +6,7 @@ import io
 import struct
 import zlib
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -136,3 +137,20 @@ def test_pixel_limit_below_pillows_own_is_enforced() -> None:
 def test_digest_is_stable_and_content_sensitive() -> None:
     assert image_digest(b"a") == image_digest(b"a")
     assert image_digest(b"a") != image_digest(b"b")
+
+
+def test_png_orientation_from_an_exif_chunk_is_applied() -> None:
+    img = Image.new("L", (30, 10), 200)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotate 90° counter-clockwise on display
+    out = decode_image(_encode(img, "PNG", exif=exif.tobytes()), LIMITS)
+    assert out.size == (10, 30)
+
+
+def test_a_plain_png_comes_back_loaded_and_usable() -> None:
+    img = Image.new("L", (4, 3), 7)
+    img.putpixel((3, 2), 250)
+    out = decode_image(_encode(img, "PNG"), LIMITS)
+    assert out.mode == "L" and out.size == (4, 3)
+    assert out.getpixel((3, 2)) == 250
+    assert np.asarray(out).sum() == 7 * 11 + 250
