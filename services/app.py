@@ -52,7 +52,12 @@ def build_app(settings: Settings, model_dir: Path | str) -> Application:
     )
     return PipelineDeployment.options(  # type: ignore[attr-defined]
         num_replicas=settings.serve.ingress_replicas,
-        ray_actor_options={"num_cpus": settings.serve.ingress_cpus},
+        # Its numpy work is small matrices (normalise, exact gallery search): BLAS threads would only
+        # spin on the cores the embedder and the workers need (measured: twice the CPU per search).
+        ray_actor_options={
+            "num_cpus": settings.serve.ingress_cpus,
+            "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}},
+        },
         max_ongoing_requests=settings.serve.max_ongoing_requests,
     ).bind(settings, str(root), embedder)
 
