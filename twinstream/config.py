@@ -35,6 +35,12 @@ class KafkaSettings(_Group):
         25 * 1024 * 1024, ge=1024, description="topic max.message.bytes and client fetch/request limits"
     )
     results_format: Literal["json", "protobuf"] = "json"
+    producer_batch_bytes: int = Field(
+        1024 * 1024,
+        ge=16 * 1024,
+        description="our producers' batch.size; kafka-python wakes its sender on every send while more "
+        "than one batch per partition waits, so the 16 KiB default halves the produce rate",
+    )
     bootstrap_timeout_ms: int = Field(10_000, ge=100)
     # Local broker only (the stack): listener and KRaft controller ports.
     port: Port = 19092  # local broker client port
@@ -115,7 +121,13 @@ class IngestSettings(_Group):
 
     group_id: str = "twinstream-ingest"
     workers: int = Field(1, ge=1, le=64)
-    max_poll_records: int = Field(64, ge=1)
+    max_poll_records: int = Field(
+        512,
+        ge=1,
+        description="records per poll, each poll one pipeline call; memory is bounded by the fetch sizes. "
+        "A backlog drains fastest in big batches (digits bench: 128 → 2,100, 512 → 2,900-3,000 images/s); "
+        "a quiet topic still returns whatever is there at once",
+    )
     poll_timeout_ms: int = Field(500, ge=1)
     max_poll_interval_ms: int = Field(600_000, ge=10_000)
     session_timeout_ms: int = Field(10_000, ge=1_000)
