@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from operator import attrgetter
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 _T = TypeVar("_T")
 
@@ -21,9 +21,10 @@ def _pickled_by_position(cls: type[_T]) -> type[_T]:
     unpickled; batches of requests and results cross the Ray boundary on every poll, and this halves
     their round trip (measured: 7.8 → 3.4 µs per `MatchResult`).
     """
-    values = attrgetter(*(f.name for f in fields(cls)))  # type: ignore[arg-type]
-    if len(fields(cls)) == 1:  # type: ignore[arg-type]
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    if len(names) < 2:
         raise TypeError("attrgetter of one name does not return a tuple")
+    values = attrgetter(*names)
 
     def reduce(self: Any) -> tuple[type[_T], tuple[Any, ...]]:
         return cls, values(self)
@@ -187,8 +188,11 @@ class MatchResult:
 
     def with_timings(self, timings: Timings) -> MatchResult:
         """This result with ``timings`` (``dataclasses.replace`` costs ~10x more, on every result)."""
-        values = cast("tuple[Any, ...]", self.__reduce__()[1])  # the fields in order; timings is last
-        return MatchResult(*values[:-1], timings)  # type: ignore[call-arg]  # mypy counts *args as too many
+        return MatchResult(
+            self.request_id, self.op, self.decision, self.tenant, self.subject, self.distance,
+            self.probability, self.threshold, self.candidates, self.model_version, self.source,
+            self.error_reason, self.error_detail, timings,
+        )  # fmt: skip
 
 
 class InputError(ValueError):

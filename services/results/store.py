@@ -32,7 +32,7 @@ def result_from_json(data: bytes | str) -> MatchResult:
 
 
 #: SET key value EX ttl for every key of a batch in one command. A pipeline of SETs costs redis-py
-#: ~13 µs of client CPU per key to pack and parse; one script call ~2 µs (bench: 128 results per poll,
+#: ~13 µs of client CPU per key to pack and parse; one script call ~2 µs (up to 512 results per poll,
 #: twice per poll with the embedding cache). The keys of one call must live on one node: a single Redis
 #: (this stack's) or, on a cluster, keys sharing a hash tag.
 _SET_MANY_WITH_TTL = """
