@@ -14,10 +14,11 @@ class MatchPipeline(Protocol):
     """Embed, match or store, and decide for a batch of requests: one call per Kafka poll.
 
     The Ray Serve app implements it (its deployment handle's ``process``); ingest workers and tests
-    call it through this shape. Results come back in request order, one per request.
+    call it through this shape. Results come back in request order, one per request (the Serve app's
+    are a `twinstream.codec.ResultBatch`, which carries their JSON documents).
     """
 
-    def process(self, requests: Sequence[ImageRequest]) -> list[MatchResult]: ...
+    def process(self, requests: Sequence[ImageRequest]) -> Sequence[MatchResult]: ...
 
 
 @runtime_checkable
@@ -31,7 +32,7 @@ class PreparingPipeline(MatchPipeline, Protocol):
 
     def input_spec(self) -> InputSpec: ...
 
-    def process_prepared(self, batch: PreparedBatch) -> list[MatchResult]: ...
+    def process_prepared(self, batch: PreparedBatch) -> Sequence[MatchResult]: ...
 
 
 def stores_results(pipeline: object) -> bool:

@@ -10,8 +10,9 @@ replica and FastAPI must resolve the parameter types (``Request``) at run time.
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import ray.exceptions
@@ -32,6 +33,7 @@ from services.gallery.names import check_name, collection_name
 from services.gallery.schema import ensure_collection
 from services.results.store import ACTIVE_MODEL_KEY, RedisResultStore, result_to_json
 from twinstream.artifact import MANIFEST_FILE, Manifest
+from twinstream.codec import ResultBatch
 from twinstream.config import Settings
 from twinstream.contracts import Decision, ImageRequest, InputError, MatchResult, Op
 from twinstream.metrics import PipelineMetrics, RayFactory
@@ -42,6 +44,7 @@ from twinstream.preprocess import InputSpec
 
 PIPELINE_DEPLOYMENT = "Pipeline"
 _EMBED_ATTEMPTS = 3
+_Results = TypeVar("_Results", bound=Sequence[MatchResult])
 _IMAGE_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -127,14 +130,15 @@ class PipelineDeployment:
                 await asyncio.sleep(0.5 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    async def process(self, requests: list[ImageRequest]) -> list[MatchResult]:
+    async def process(self, requests: list[ImageRequest]) -> ResultBatch:
         """The stream's entry (`twinstream.ports.MatchPipeline`): results in order, stored in Redis.
 
         Replay-safe: a request id that already has a stored result for the same request gets it back.
+        The batch crosses back to the worker as the JSON documents that Redis got (`ResultBatch`).
         """
         return self._observed(await self.pipeline.process(requests, replay_safe=True), "stream")
 
-    async def process_prepared(self, batch: PreparedBatch) -> list[MatchResult]:
+    async def process_prepared(self, batch: PreparedBatch) -> ResultBatch:
         """The stream's entry for images the worker decoded (`twinstream.ports.PreparingPipeline`)."""
         return self._observed(await self.pipeline.process_prepared(batch), "stream")
 
@@ -144,9 +148,9 @@ class PipelineDeployment:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def _batched(self, requests: list[ImageRequest]) -> list[MatchResult]:
-        return self._observed(await self.pipeline.process(requests), "http")
+        return list(self._observed(await self.pipeline.process(requests), "http"))
 
-    def _observed(self, results: list[MatchResult], entry: str) -> list[MatchResult]:
+    def _observed(self, results: _Results, entry: str) -> _Results:
         """Record a batch's decisions, scores and timings; mark tenants whose gallery size changed."""
         self._metrics.observe_batch(results, entry)
         self._sizes.touch(results)

@@ -19,6 +19,7 @@ from services.gallery.milvus_gallery import Enrollment
 from services.gallery.names import check_name, image_id
 from services.gallery.ports import Gallery
 from services.results.store import EmbeddingCache
+from twinstream.codec import ResultBatch
 from twinstream.config import LimitsSettings
 from twinstream.contracts import (
     OPS_NEEDING_SUBJECT,
@@ -83,9 +84,7 @@ class MatchingPipeline:
         self._cache = cache
         self.model_version = matcher.manifest.version
 
-    async def process(
-        self, requests: Sequence[ImageRequest], *, replay_safe: bool = False
-    ) -> list[MatchResult]:
+    async def process(self, requests: Sequence[ImageRequest], *, replay_safe: bool = False) -> ResultBatch:
         """Results for ``requests``, in order, one each; also stored in the result store.
 
         With ``replay_safe`` (the stream), a request whose Kafka record already has a stored result is
@@ -107,7 +106,7 @@ class MatchingPipeline:
                 out[index] = _rejected(request, exc)
         return await self._decide(out, valid, started, replayed)
 
-    async def process_prepared(self, batch: PreparedBatch) -> list[MatchResult]:
+    async def process_prepared(self, batch: PreparedBatch) -> ResultBatch:
         """`process` (replay-safe) for a batch whose images the caller decoded and resized.
 
         Raises:
@@ -140,7 +139,7 @@ class MatchingPipeline:
 
     async def _decide(
         self, out: list[MatchResult | None], valid: list[_Valid], started: float, replayed: set[int]
-    ) -> list[MatchResult]:
+    ) -> ResultBatch:
         """Embed the valid requests, run one gallery round per op, fill ``out``; store and return it.
 
         Slots of ``out`` filled on entry are refusals, or replays (``replayed``: returned as stored).
@@ -163,10 +162,11 @@ class MatchingPipeline:
             for i, r in enumerate(out)
             if r is not None  # every slot is filled: replayed, rejected before or decided per op
         ]
-        fresh = [r for i, r in enumerate(final) if i not in replayed]
-        if self._results is not None and fresh:
-            await asyncio.to_thread(self._results.put_many, fresh)
-        return final
+        batch = ResultBatch(final)
+        if self._results is not None and len(replayed) < len(final):
+            fresh = batch.select([i for i in range(len(final)) if i not in replayed]) if replayed else batch
+            await asyncio.to_thread(self._results.put_many, fresh)  # encodes the documents, once
+        return batch
 
     async def _answered(self, requests: Sequence[ImageRequest]) -> list[MatchResult | None]:
         """Per request, the result already stored under its id for the same request, else None."""

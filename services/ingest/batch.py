@@ -11,10 +11,18 @@ not decode is refused here, like a bad header. Other pipelines get the raw reque
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
-from twinstream.codec import DeadLetter, DeadLetterInfo, KafkaRecord, RecordRejection, decode_record
+from twinstream.codec import (
+    DeadLetter,
+    DeadLetterInfo,
+    KafkaRecord,
+    RecordRejection,
+    ResultBatch,
+    decode_record,
+)
 from twinstream.config import LimitsSettings
 from twinstream.contracts import Decision, ImageRequest, InputError, MatchResult, RejectReason
 from twinstream.ports import MatchPipeline, PreparingPipeline
@@ -33,10 +41,12 @@ class PipelineContractError(RuntimeError):
 class BatchOutcome:
     """Everything a batch produces: one result per record (in record order) and the dead letters.
 
-    ``refused_here`` are the results made without the pipeline (records refused while decoding).
+    ``results`` keeps the JSON documents of the pipeline's answers when it sent them (`ResultBatch`),
+    so they are published without being encoded again. ``refused_here`` are the results made without
+    the pipeline (records refused while decoding).
     """
 
-    results: tuple[MatchResult, ...]
+    results: ResultBatch
     dead_letters: tuple[DeadLetter, ...]
     refused_here: tuple[MatchResult, ...] = ()
 
@@ -69,28 +79,33 @@ def run_batch(
     else:
         answered = _process(pipeline, requests)
     answers = iter(answered)
+    answer_docs: Iterator[bytes | None] = (
+        iter(answered.json()) if isinstance(answered, ResultBatch) else repeat(None)
+    )
     results: list[MatchResult] = []
+    docs: list[bytes | None] = []
     dead: list[DeadLetter] = []
     refused: list[MatchResult] = []
     for record, item in zip(records, decoded, strict=True):
         if isinstance(item, RecordRejection):
-            result = item.to_result()
+            result, doc = item.to_result(), None
             refused.append(result)
         else:
-            result = next(answers)
+            result, doc = next(answers), next(answer_docs)
         results.append(result)
+        docs.append(doc)
         if _is_dead_letter(result):
             assert result.error_reason is not None
             info = DeadLetterInfo(
                 result.request_id, result.error_reason, result.error_detail, record.source, now_ms, worker
             )
             dead.append(DeadLetter(record, info))
-    return BatchOutcome(tuple(results), tuple(dead), tuple(refused))
+    return BatchOutcome(ResultBatch(results, docs), tuple(dead), tuple(refused))
 
 
 def _prepared(
     pipeline: PreparingPipeline, decoded: list[ImageRequest | RecordRejection], limits: LimitsSettings
-) -> tuple[list[ImageRequest | RecordRejection], list[MatchResult]]:
+) -> tuple[list[ImageRequest | RecordRejection], Sequence[MatchResult]]:
     """Decode the images here, refuse the undecodable ones, send the rest in one prepared call."""
     slots = [(i, item) for i, item in enumerate(decoded) if isinstance(item, ImageRequest)]
     batch, refused = prepare([request for _, request in slots], pipeline.input_spec(), limits)
@@ -98,7 +113,7 @@ def _prepared(
     for position, error in refused.items():
         slot, request = slots[position]
         decoded[slot] = _refusal(request, error)
-    answers = list(pipeline.process_prepared(batch)) if batch.requests else []
+    answers = pipeline.process_prepared(batch) if batch.requests else ()
     _check_count(answers, batch.requests)
     return decoded, answers
 
@@ -115,10 +130,10 @@ def _check_count(answers: Sequence[MatchResult], requests: Sequence[ImageRequest
         raise PipelineContractError(f"pipeline returned {len(answers)} results for {len(requests)} requests")
 
 
-def _process(pipeline: MatchPipeline, requests: list[ImageRequest]) -> list[MatchResult]:
+def _process(pipeline: MatchPipeline, requests: list[ImageRequest]) -> Sequence[MatchResult]:
     if not requests:
-        return []
-    answers = list(pipeline.process(requests))
+        return ()
+    answers = pipeline.process(requests)
     _check_count(answers, requests)
     return answers
 

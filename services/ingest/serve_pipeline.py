@@ -75,13 +75,17 @@ class ServePipeline:
                 log.info("connected to Serve app %r", self._settings.serve.app_name)
             return self._handle
 
-    def process(self, requests: Sequence[ImageRequest]) -> list[MatchResult]:
-        """One batched call; raises whatever Ray raises when Serve (or what it calls) is down."""
-        return list(self._call("process", list(requests)))
+    def process(self, requests: Sequence[ImageRequest]) -> Sequence[MatchResult]:
+        """One batched call; raises whatever Ray raises when Serve (or what it calls) is down.
 
-    def process_prepared(self, batch: PreparedBatch) -> list[MatchResult]:
+        The results are a `twinstream.codec.ResultBatch`: their JSON documents came across Ray, and the
+        publisher sends those bytes as they are.
+        """
+        return self._call("process", list(requests))  # type: ignore[no-any-return]
+
+    def process_prepared(self, batch: PreparedBatch) -> Sequence[MatchResult]:
         """One batched call with decoded images (raises `StaleInputSpecError` after a redeploy)."""
-        return list(self._call("process_prepared", batch))
+        return self._call("process_prepared", batch)  # type: ignore[no-any-return]
 
     def input_spec(self) -> InputSpec:
         """The served model's input spec (asked once per connection)."""

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from twinstream.codec import H_CONTENT_TYPE, DeadLetter, encode_result
+from twinstream.codec import H_CONTENT_TYPE, DeadLetter, encode_results
 from twinstream.config import KafkaSettings
 from twinstream.contracts import MatchResult
 
@@ -77,14 +77,12 @@ class KafkaResultPublisher:
             KafkaError: If a send failed or timed out (nothing may be committed then).
         """
         futures: list[Any] = [self._send_dead_letter(dead) for dead in dead_letters]
-        for result in results:
-            value, content_type = encode_result(result, self._format)
+        values, content_type = encode_results(results, self._format)  # a ResultBatch's JSON as it came
+        headers = [(H_CONTENT_TYPE, content_type.encode())]
+        for result, value in zip(results, values, strict=True):
             futures.append(
                 self._producer.send(
-                    self._results_topic,
-                    key=result.request_id.encode("utf-8"),
-                    value=value,
-                    headers=[(H_CONTENT_TYPE, content_type.encode())],
+                    self._results_topic, key=result.request_id.encode("utf-8"), value=value, headers=headers
                 )
             )
         self._producer.flush(timeout=self._ack_timeout_s)

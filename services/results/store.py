@@ -1,8 +1,8 @@
 """Redis: the result store (every `MatchResult` by request id, with a TTL) and the embedding cache.
 
-Results are stored as JSON (pydantic's `TypeAdapter` over the contract dataclass, so the stored form
-has the contract's field names); cached embeddings as raw float32 bytes keyed by model version and the
-image's SHA-256, so a repeated image is not embedded again.
+Results are stored as the same JSON document the results topic carries (`twinstream.codec.result_to_json`;
+a `ResultBatch` is encoded once for both); cached embeddings as raw float32 bytes keyed by model version
+and the image's SHA-256, so a repeated image is not embedded again.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 import redis
 from pydantic import TypeAdapter
 
+from twinstream.codec import result_from_json, results_json
 from twinstream.contracts import MatchResult
 
 RESULT_ADAPTER: TypeAdapter[MatchResult] = TypeAdapter(MatchResult)
@@ -22,13 +23,8 @@ ACTIVE_MODEL_KEY = "twinstream:model:active"
 
 
 def result_to_json(result: MatchResult) -> bytes:
-    """A result as JSON bytes (field names as in the contract)."""
+    """A result as the HTTP API's JSON body (pydantic's form: the contract's field names, ``null`` enums)."""
     return RESULT_ADAPTER.dump_json(result)
-
-
-def result_from_json(data: bytes | str) -> MatchResult:
-    """Parse what `result_to_json` wrote."""
-    return RESULT_ADAPTER.validate_json(data)
 
 
 #: SET key value EX ttl for every key of a batch in one command. A pipeline of SETs costs redis-py
@@ -67,11 +63,15 @@ class RedisResultStore:
         self._set_many = _SetManyWithTtl(client)
 
     def put_many(self, results: Sequence[MatchResult]) -> None:
-        """Store results in one round trip (a later result with the same request id replaces the earlier)."""
+        """Store results in one round trip (a later result with the same request id replaces the earlier).
+
+        The values are the results' wire JSON (`twinstream.codec.results_json`: a `ResultBatch` is not
+        encoded again).
+        """
         if not results:
             return
         keys = [RESULT_PREFIX + result.request_id for result in results]
-        self._set_many(keys, [result_to_json(result) for result in results], self._ttl_s)
+        self._set_many(keys, results_json(results), self._ttl_s)
 
     def get(self, request_id: str) -> MatchResult | None:
         """The stored result of ``request_id``, or None if unknown or expired."""

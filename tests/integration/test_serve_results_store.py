@@ -9,6 +9,8 @@ import pytest
 import redis
 
 from services.results.store import EmbeddingCache, RedisResultStore
+from services.results.store import result_to_json as result_to_http_json
+from twinstream.codec import ResultBatch, result_to_json
 from twinstream.contracts import Candidate, Decision, MatchResult, Op, Rejection, RejectReason, SourceRef
 
 pytestmark = pytest.mark.integration
@@ -58,3 +60,20 @@ def test_batched_writes_survive_a_flushed_script_cache(redis_url: str, unique_na
     assert 0 < client.ttl(f"twinstream:emb:{unique_name}:d1") <= 60
     with pytest.raises(ValueError, match="digests"):
         cache.put_many(unique_name, ["a", "b"], np.ones((1, 4), dtype=np.float32))
+
+
+def test_stored_results_are_the_results_topic_documents_and_older_documents_still_read(
+    redis_url: str, unique_name: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store = RedisResultStore(client, ttl_s=60)
+    results = [MatchResult(f"{unique_name}-{i}", Op.IDENTIFY, Decision.UNKNOWN, tenant="t") for i in range(2)]
+    marked = [b" " + result_to_json(r) for r in results]  # JSON the batch already carries: stored as is
+    store.put_many(ResultBatch(results, marked))
+    assert client.get(f"twinstream:result:{unique_name}-0") == marked[0]
+    assert store.get_many([r.request_id for r in results]) == results
+    # A result stored by an earlier version (pydantic's form of the dataclass, null enums) still reads.
+    old = MatchResult.rejected(f"{unique_name}-old", Rejection(RejectReason.TOO_LARGE, "big"))
+    client.set(f"twinstream:result:{old.request_id}", result_to_http_json(old))
+    assert b'"op":null' in result_to_http_json(old)
+    assert store.get(old.request_id) == old

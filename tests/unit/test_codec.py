@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import pickle
+
+import orjson
 import pytest
+import ray.cloudpickle
 
 from twinstream.codec import (
     DeadLetterInfo,
     KafkaRecord,
     RecordRejection,
+    ResultBatch,
     dead_letter_headers,
     decode_record,
     decode_result,
     encode_image_event,
     encode_result,
+    encode_results,
     read_dead_letter,
     request_headers,
+    result_from_dict,
     result_from_json,
     result_from_protobuf,
     result_to_json,
     result_to_protobuf,
+    results_json,
 )
 from twinstream.config import LimitsSettings
 from twinstream.contracts import (
@@ -195,3 +203,53 @@ def test_dead_letter_headers_keep_the_original_and_add_reason_detail_and_metadat
 def test_reading_a_record_without_dead_letter_metadata_fails_clearly() -> None:
     with pytest.raises(ValueError, match="dead-letter"):
         read_dead_letter([("op", b"enroll")])
+
+
+BATCH = [FULL, REJECTED, MatchResult("r3", Op.ENROLL, Decision.ENROLLED, distance=0.0)]
+
+
+@pytest.mark.parametrize("dumps", [pickle.dumps, ray.cloudpickle.dumps], ids=["pickle", "ray-cloudpickle"])
+def test_a_result_batch_crosses_as_its_json_documents_and_comes_back_equal(dumps) -> None:  # type: ignore[no-untyped-def]
+    batch = ResultBatch(BATCH)
+    data = dumps(batch)
+    back = pickle.loads(data)
+    assert isinstance(back, ResultBatch)
+    assert back == BATCH and list(back) == BATCH and len(back) == 3
+    assert back.json() == [result_to_json(r) for r in BATCH]
+    assert b'"request_id":"r1"' in data  # the documents themselves, not pickled dataclasses
+    assert b"MatchResult" not in data
+
+
+def test_a_result_batch_encodes_each_document_once_and_keeps_them_when_selected() -> None:
+    docs = [b'{"request_id":"r1","decision":"MATCH"}', None, None]
+    batch = ResultBatch(BATCH, docs)
+    assert batch.json()[0] is docs[0]  # given documents are kept as they are
+    first = batch.json()
+    assert batch.json()[2] is first[2]  # encoded on first use, not again
+    assert batch.select([2, 0]).json() == [first[2], first[0]]
+    assert batch[1:].json() == first[1:] and batch[1] == REJECTED
+    assert results_json(BATCH) == [result_to_json(r) for r in BATCH]  # a plain list is encoded per result
+    with pytest.raises(ValueError, match="2 documents for 3 results"):
+        ResultBatch(BATCH, [None, None])
+
+
+def test_encode_results_reuses_a_batch_s_json_and_encodes_protobuf_per_result() -> None:
+    batch = ResultBatch(BATCH)
+    values, content_type = encode_results(batch, "json")
+    assert content_type == "application/json" and values == batch.json()
+    values, content_type = encode_results(batch, "protobuf")
+    assert [result_from_protobuf(v) for v in values] == BATCH
+    assert content_type == encode_result(FULL, "protobuf")[1]
+
+
+def test_result_json_reads_null_enums_and_refuses_unknown_enum_values() -> None:
+    # Results stored by earlier versions (pydantic's form) carry null where the wire JSON has "".
+    doc = orjson.loads(result_to_json(REJECTED))
+    doc.update(op=None, source=None)
+    assert result_from_dict(doc) == REJECTED
+    with pytest.raises(ValueError, match="'maybe'"):
+        result_from_dict({**doc, "decision": "maybe"})
+    with pytest.raises(ValueError):
+        result_from_dict({**doc, "op": ["identify"]})
+    with pytest.raises(KeyError):
+        result_from_dict({"decision": "MATCH"})

@@ -29,14 +29,17 @@ from twinstream.codec.records import (
     request_headers,
 )
 from twinstream.codec.results import (
+    ResultBatch,
     decode_result,
     encode_result,
+    encode_results,
     result_from_dict,
     result_from_json,
     result_from_protobuf,
     result_to_dict,
     result_to_json,
     result_to_protobuf,
+    results_json,
 )
 
 __all__ = [
@@ -56,11 +59,13 @@ __all__ = [
     "Headers",
     "KafkaRecord",
     "RecordRejection",
+    "ResultBatch",
     "dead_letter_headers",
     "decode_record",
     "decode_result",
     "encode_image_event",
     "encode_result",
+    "encode_results",
     "header_value",
     "read_dead_letter",
     "request_headers",
@@ -70,4 +75,5 @@ __all__ = [
     "result_to_dict",
     "result_to_json",
     "result_to_protobuf",
+    "results_json",
 ]
