@@ -17,11 +17,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from twinstream.config import LimitsSettings
-from twinstream.contracts import OPS_WITHOUT_IMAGE, ImageRequest, InputError
+from twinstream.contracts import OPS_WITHOUT_IMAGE, ImageRequest, InputError, Op, SourceRef
 from twinstream.imaging import decode_image, image_digest
 from twinstream.preprocess import InputSpec, to_pixels
 
@@ -56,6 +57,44 @@ class PreparedBatch:
         shape = (images, self.spec.height, self.spec.width, self.spec.channels)
         if self.pixels.shape != shape or self.pixels.dtype != np.uint8:
             raise ValueError(f"pixels must be uint8 {shape}, got {self.pixels.dtype} {self.pixels.shape}")
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled with each request as a tuple of plain values (the batch crosses Ray on every poll).
+
+        Ray's cloudpickle calls a Python hook for every object it pickles; a request with its
+        `SourceRef` and `Op` is three of them, and plain tuples of strings and ints none.
+        """
+        rows = [_request_row(request) for request in self.requests]
+        return _batch_from_rows, (rows, self.digests, self.pixels, self.spec, self.decode_s)
+
+
+_Row = tuple[str, str, bytes, str, str, int, str, int, tuple[str, int, int, int] | None]
+_OPS = {op.value: op for op in Op}
+
+
+def _request_row(r: ImageRequest) -> _Row:
+    src = r.source
+    source = None if src is None else (src.topic, src.partition, src.offset, src.timestamp_ms)
+    return (
+        r.request_id, r.op.value, r.image, r.tenant, r.subject, r.top_k, r.content_type,
+        r.produced_at_ms, source,
+    )  # fmt: skip
+
+
+def _batch_from_rows(
+    rows: list[_Row],
+    digests: tuple[str, ...],
+    pixels: np.ndarray,
+    spec: InputSpec,
+    decode_s: tuple[float, ...],
+) -> PreparedBatch:
+    requests = tuple(
+        ImageRequest(
+            rid, _OPS[op], image, tenant, subject, top_k, ctype, produced, SourceRef(*src) if src else None
+        )
+        for rid, op, image, tenant, subject, top_k, ctype, produced, src in rows
+    )
+    return PreparedBatch(requests, digests, pixels, spec, decode_s)
 
 
 def prepare(

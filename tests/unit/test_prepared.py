@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import io
+import pickle
 import platform
 from collections.abc import Sequence
 
 import numpy as np
 import pytest
+import ray.cloudpickle
 from PIL import Image
 
 from services.ingest.batch import run_batch
 from twinstream.codec import KafkaRecord
 from twinstream.config import LimitsSettings
-from twinstream.contracts import Decision, ImageRequest, MatchResult, Op, RejectReason
+from twinstream.contracts import Decision, ImageRequest, MatchResult, Op, RejectReason, SourceRef
 from twinstream.memory import reuse_freed_memory
 from twinstream.ports import PreparingPipeline
 from twinstream.prepared import PreparedBatch, StaleInputSpecError, prepare
@@ -77,6 +79,24 @@ def test_a_prepared_batch_checks_its_shapes() -> None:
         PreparedBatch((ImageRequest("a", Op.IDENTIFY),), ("d" * 64,), np.zeros((1, 16, 12, 1)), SPEC, (0.0,))
     with pytest.raises(ValueError, match="one entry per request"):
         PreparedBatch((ImageRequest("a", Op.IDENTIFY),), (), np.zeros((0, 16, 12, 1), np.uint8), SPEC, ())
+
+
+@pytest.mark.parametrize("dumps", [pickle.dumps, ray.cloudpickle.dumps], ids=["pickle", "ray-cloudpickle"])
+def test_a_prepared_batch_crosses_as_plain_rows_and_comes_back_equal(dumps) -> None:  # type: ignore[no-untyped-def]
+    source = SourceRef("images", 2, 41, 1_700_000_000_000)
+    requests = [
+        ImageRequest("a", Op.ENROLL, png(1), "t1", "s", 5, "image/png", 17, source),
+        ImageRequest("c", Op.DELETE, subject="s"),
+        ImageRequest("d", Op.IDENTIFY, png(2), top_k=3),
+    ]
+    batch, _ = prepare(requests, SPEC, LIMITS)
+    data = dumps(batch)
+    back = pickle.loads(data)
+    assert back.requests == batch.requests and back.requests[0].source == source
+    assert all(type(r.op) is Op for r in back.requests)
+    assert back.digests == batch.digests and back.decode_s == batch.decode_s and back.spec == SPEC
+    assert np.array_equal(back.pixels, batch.pixels) and back.pixels.dtype == np.uint8
+    assert b"ImageRequest" not in data and b"SourceRef" not in data  # rows of plain values
 
 
 class PreparedPipeline:
