@@ -129,7 +129,9 @@ class _Grouped:
         """Exact: each subject's best cosine over its images, the ``top_k`` best subjects per query."""
         if not self.names:
             return [[] for _ in queries]
-        best = np.maximum.reduceat(queries @ self.matrix.T, self.starts, axis=1)  # (queries, subjects)
+        sims = queries @ self.matrix.T  # (queries, images)
+        # (queries, subjects): a subject's best image; with one image per subject the columns already are.
+        best = sims if len(self.names) == len(self.matrix) else np.maximum.reduceat(sims, self.starts, axis=1)
         k = min(top_k, len(self.names))
         top = np.argpartition(-best, k - 1, axis=1)[:, :k]
         # Rank the k per row in one vectorised pass (a Python loop per query was most of this method).

@@ -105,6 +105,9 @@ def test_identify_from_the_copy_equals_brute_force_grouping_by_subject() -> None
     for top_k in (1, 4, 50):  # 50 > the 9 subjects: all of them, nearest first
         for query, row in zip(queries, mirror.search("t", queries, top_k), strict=True):
             _same(row, brute_force(store, "t", query, top_k))
+    _enrol(mirror, "solo", [f"u{i}" for i in range(15)], _unit(rng, 15))  # one image per subject
+    for row, query in zip(mirror.search("solo", queries, 4), queries, strict=True):
+        _same(row, brute_force(store, "solo", query, 4))
     assert store.searches == 0  # answered from memory
     assert mirror.search("empty", queries[:2], 3) == [[], []]
 
