@@ -286,6 +286,16 @@ def _publish(
     return ids, ends, acked_ms
 
 
+def machine_busy_s() -> float | None:
+    """CPU seconds the whole machine has spent busy (not idle or waiting for I/O), from /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def _embed_stage_rate(timings: list[tuple[float, float, float, float]]) -> float:
     """Images per second of the pipeline's embed stage (cache lookups + the embedder call), counting each
     pipeline call once: the results of one call share its (embed, total) seconds."""
@@ -305,7 +315,9 @@ def end_to_end(settings: Settings, log: ResultLog, source: list[bytes], count: i
     first image's timestamp, is kept beside it.
     """
     backlog, ends, published_ms = _publish(settings, images(source, count), "backlog")
+    busy_before = machine_busy_s()
     wait_drained(settings, ends, 600)
+    busy_after = machine_busy_s()
     if not log.collect(backlog):
         raise RuntimeError(f"only {sum(i in log.arrived for i in backlog)}/{count} results arrived")
     done = list(log.seen(backlog).values())
@@ -314,6 +326,7 @@ def end_to_end(settings: Settings, log: ResultLog, source: list[bytes], count: i
     if last_out - published_ms < 1000 or after < count / 4:
         raise RuntimeError("the backlog drained while it was being published: raise --images")
     rate = after / ((last_out - published_ms) / 1000)
+    drain_cpu_s = None if busy_before is None or busy_after is None else busy_after - busy_before
     paced, ends, _ = _publish(settings, images(source, min(count, int(rate * 10)) or 1, 7), "paced", rate / 2)
     wait_drained(settings, ends, 300)
     log.collect(paced)
@@ -324,6 +337,12 @@ def end_to_end(settings: Settings, log: ResultLog, source: list[bytes], count: i
         "drained_after_publish": after,
         "drain_seconds": (last_out - published_ms) / 1000,
         "images_per_s_with_bench_producer": count / ((last_out - first_in) / 1000),
+        # Every process's CPU from the end of publishing to the drain, per image drained meanwhile: what
+        # an optimisation changes, steadier than images/s on a machine whose neighbours vary.
+        "machine_cpu_ms_per_image": None if drain_cpu_s is None else 1000 * drain_cpu_s / after,
+        "cores_busy_while_draining": None
+        if drain_cpu_s is None
+        else drain_cpu_s / ((last_out - published_ms) / 1000),
         "paced_rate_per_s": rate / 2,
         "latency": _stats(latencies),
         "backlog_latency": _stats([(o - s) / 1000 for o, s in done]),
@@ -462,6 +481,11 @@ def show(result: dict[str, Any], console: Console) -> None:
     table.add_row(
         "  with the bench's producer running", f"{e2e['images_per_s_with_bench_producer']:.1f} images/s"
     )
+    if e2e.get("machine_cpu_ms_per_image") is not None:
+        table.add_row(
+            "  machine CPU per image (drain)",
+            f"{e2e['machine_cpu_ms_per_image']:.3f} ms ({e2e['cores_busy_while_draining']:.2f} cores busy)",
+        )
     table.add_row(
         "latency p50 / p99 (paced)", f"{e2e['latency']['p50_ms']:.0f} / {e2e['latency']['p99_ms']:.0f} ms"
     )
