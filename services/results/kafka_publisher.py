@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from services.results.partitioner import partitions_for_keys
 from twinstream.codec import H_CONTENT_TYPE, DeadLetter, encode_results
 from twinstream.config import KafkaSettings
 from twinstream.contracts import MatchResult
@@ -79,10 +80,15 @@ class KafkaResultPublisher:
         futures: list[Any] = [self._send_dead_letter(dead) for dead in dead_letters]
         values, content_type = encode_results(results, self._format)  # a ResultBatch's JSON as it came
         headers = [(H_CONTENT_TYPE, content_type.encode())]
-        for result, value in zip(results, values, strict=True):
+        keys = [result.request_id.encode("utf-8") for result in results]
+        # The default partitioner's choice, for the whole batch at once (kafka-python's hashes in Python).
+        partitions = (
+            partitions_for_keys(keys, self._producer.partitions_for(self._results_topic)) if keys else []
+        )
+        for key, value, partition in zip(keys, values, partitions, strict=True):
             futures.append(
                 self._producer.send(
-                    self._results_topic, key=result.request_id.encode("utf-8"), value=value, headers=headers
+                    self._results_topic, key=key, value=value, headers=headers, partition=partition
                 )
             )
         self._producer.flush(timeout=self._ack_timeout_s)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.partitioner.default import murmur2
 from PIL import Image
 
 from services.ingest.main import build_worker
@@ -69,14 +70,27 @@ def digit_png(index: int, fmt: str = "PNG") -> bytes:
 
 
 def collect_results(settings: Settings, expected: int, timeout_s: float = 60.0) -> list[MatchResult]:
-    """Every result on the results topic, waiting until at least ``expected`` arrived (or the timeout)."""
+    """Every result on the results topic, waiting until at least ``expected`` arrived (or the timeout).
+
+    Also checks that each result sits in the partition Kafka's default partitioner gives its key (the
+    request id), with kafka-python's own murmur2 as the reference: the publisher computes partitions
+    itself, for a whole batch at once.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         consumer = build_reader(settings.kafka)
         try:
-            found = [r.result for r in read_results(consumer, settings.kafka.results_topic)]
+            records = list(read_results(consumer, settings.kafka.results_topic))
+            count = len(consumer.partitions_for_topic(settings.kafka.results_topic) or ())
         finally:
             consumer.close()
+        misplaced = [
+            (r.result.request_id, r.partition)
+            for r in records
+            if r.partition != (murmur2(r.result.request_id.encode()) & 0x7FFFFFFF) % count
+        ]
+        assert not misplaced, f"results outside their key's partition: {misplaced[:5]}"
+        found = [r.result for r in records]
         if len(found) >= expected or time.monotonic() > deadline:
             return found
         time.sleep(0.5)
