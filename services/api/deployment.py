@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from services.api.http import ApiError, ApiReason, read_image, resolve_tenant, status_for
+from services.api.http import ApiError, ApiReason, read_image, resolve_tenant, result_body, status_for
 from services.api.metrics import CountingEmbeddingCache
 from services.api.pipeline import MatchingPipeline
 from services.api.routes import install_error_handlers
@@ -31,7 +31,7 @@ from services.gallery.milvus_gallery import MilvusGallery
 from services.gallery.mirror import MirroredGallery, RedisGenerations
 from services.gallery.names import check_name, collection_name
 from services.gallery.schema import ensure_collection
-from services.results.store import ACTIVE_MODEL_KEY, RedisResultStore, result_to_json
+from services.results.store import ACTIVE_MODEL_KEY, RedisResultStore
 from twinstream.artifact import MANIFEST_FILE, Manifest
 from twinstream.codec import ResultBatch
 from twinstream.config import Settings
@@ -76,7 +76,7 @@ def _result_response(result: MatchResult, created: bool = False) -> Response:
         }
         return JSONResponse(body, status_code=status_for(result.error_reason))
     return Response(
-        result_to_json(result),
+        result_body(result),
         status_code=201 if created and result.decision == Decision.ENROLLED else 200,
         media_type="application/json",
     )
@@ -233,4 +233,4 @@ class PipelineDeployment:
         result = await asyncio.to_thread(self._results.get, request_id)
         if result is None or result.tenant != tenant:
             raise ApiError(404, ApiReason.NOT_FOUND, f"no result {request_id[:64]!r} for this tenant")
-        return Response(result_to_json(result), media_type="application/json")
+        return Response(result_body(result), media_type="application/json")

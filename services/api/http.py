@@ -10,13 +10,23 @@ import hmac
 from enum import StrEnum
 
 from fastapi import Request
+from pydantic import TypeAdapter
 from starlette.datastructures import UploadFile
 
 from services.gallery.names import check_name
-from twinstream.contracts import DEFAULT_TENANT, InputError, RejectReason
+from twinstream.contracts import DEFAULT_TENANT, InputError, MatchResult, RejectReason
 
 #: Extra bytes a multipart body may carry around the image (boundaries, part headers).
 MULTIPART_OVERHEAD = 64 * 1024
+
+_RESULT_BODY: TypeAdapter[MatchResult] = TypeAdapter(MatchResult)
+
+
+def result_body(result: MatchResult) -> bytes:
+    """A result as the HTTP API's JSON body: pydantic's form of the contract (``null`` where an enum is
+    absent; the results topic and the result store use `twinstream.codec.result_to_json`)."""
+    return _RESULT_BODY.dump_json(result)
+
 
 _STATUS = {
     RejectReason.TOO_LARGE: 413,

@@ -11,20 +11,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import redis
-from pydantic import TypeAdapter
 
 from twinstream.codec import result_from_json, results_json
 from twinstream.contracts import MatchResult
 
-RESULT_ADAPTER: TypeAdapter[MatchResult] = TypeAdapter(MatchResult)
 RESULT_PREFIX = "twinstream:result:"
 EMBEDDING_PREFIX = "twinstream:emb:"
 ACTIVE_MODEL_KEY = "twinstream:model:active"
-
-
-def result_to_json(result: MatchResult) -> bytes:
-    """A result as the HTTP API's JSON body (pydantic's form: the contract's field names, ``null`` enums)."""
-    return RESULT_ADAPTER.dump_json(result)
 
 
 #: SET key value EX ttl for every key of a batch in one command. A pipeline of SETs costs redis-py

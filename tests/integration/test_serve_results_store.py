@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import redis
 
+from services.api.http import result_body
 from services.results.store import EmbeddingCache, RedisResultStore
-from services.results.store import result_to_json as result_to_http_json
 from twinstream.codec import ResultBatch, result_to_json
 from twinstream.contracts import Candidate, Decision, MatchResult, Op, Rejection, RejectReason, SourceRef
 
@@ -72,8 +72,8 @@ def test_stored_results_are_the_results_topic_documents_and_older_documents_stil
     store.put_many(ResultBatch(results, marked))
     assert client.get(f"twinstream:result:{unique_name}-0") == marked[0]
     assert store.get_many([r.request_id for r in results]) == results
-    # A result stored by an earlier version (pydantic's form of the dataclass, null enums) still reads.
+    # A result stored by an earlier version (pydantic's form, as HTTP bodies still are) still reads.
     old = MatchResult.rejected(f"{unique_name}-old", Rejection(RejectReason.TOO_LARGE, "big"))
-    client.set(f"twinstream:result:{old.request_id}", result_to_http_json(old))
-    assert b'"op":null' in result_to_http_json(old)
+    client.set(f"twinstream:result:{old.request_id}", result_body(old))
+    assert b'"op":null' in result_body(old)
     assert store.get(old.request_id) == old
