@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from twinstream.config import LimitsSettings
-from twinstream.contracts import OPS_WITHOUT_IMAGE, ImageRequest, InputError, Op, SourceRef
+from twinstream.contracts import OPS_BY_VALUE, OPS_WITHOUT_IMAGE, ImageRequest, InputError, SourceRef
 from twinstream.imaging import decode_image, image_digest
 from twinstream.preprocess import InputSpec, to_pixels
 
@@ -69,7 +69,6 @@ class PreparedBatch:
 
 
 _Row = tuple[str, str, bytes, str, str, int, str, int, tuple[str, int, int, int] | None]
-_OPS = {op.value: op for op in Op}
 
 
 def _request_row(r: ImageRequest) -> _Row:
@@ -90,7 +89,15 @@ def _batch_from_rows(
 ) -> PreparedBatch:
     requests = tuple(
         ImageRequest(
-            rid, _OPS[op], image, tenant, subject, top_k, ctype, produced, SourceRef(*src) if src else None
+            rid,
+            OPS_BY_VALUE[op],
+            image,
+            tenant,
+            subject,
+            top_k,
+            ctype,
+            produced,
+            SourceRef(*src) if src else None,
         )
         for rid, op, image, tenant, subject, top_k, ctype, produced, src in rows
     )

@@ -22,7 +22,10 @@ from twinstream.codec._wire import (
     source_to_pb,
 )
 from twinstream.contracts import (
+    DECISIONS_BY_VALUE,
     DEFAULT_TENANT,
+    OPS_BY_VALUE,
+    REASONS_BY_VALUE,
     Candidate,
     Decision,
     MatchResult,
@@ -86,8 +89,8 @@ def result_from_dict(data: dict[str, Any]) -> MatchResult:
     reason = data.get("error_reason")
     return MatchResult(
         str(data["request_id"]),
-        _member(_OPS, Op, op) if op else None,
-        _member(_DECISIONS, Decision, data["decision"]),
+        _member(OPS_BY_VALUE, Op, op) if op else None,
+        _member(DECISIONS_BY_VALUE, Decision, data["decision"]),
         str(data.get("tenant") or DEFAULT_TENANT),
         str(data.get("subject") or ""),
         _opt_float(data.get("distance")),
@@ -101,7 +104,7 @@ def result_from_dict(data: dict[str, Any]) -> MatchResult:
         SourceRef(str(src["topic"]), int(src["partition"]), int(src["offset"]), int(src["timestamp_ms"]))
         if src
         else None,
-        _member(_REASONS, RejectReason, reason) if reason else None,
+        _member(REASONS_BY_VALUE, RejectReason, reason) if reason else None,
         str(data.get("error_detail") or ""),
         Timings(
             float(timings.get("decode_s", 0.0)),
@@ -112,9 +115,6 @@ def result_from_dict(data: dict[str, Any]) -> MatchResult:
     )
 
 
-_OPS = {member.value: member for member in Op}
-_DECISIONS = {member.value: member for member in Decision}
-_REASONS = {member.value: member for member in RejectReason}
 _E = TypeVar("_E", Op, Decision, RejectReason)
 
 
