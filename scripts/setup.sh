@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-time (and idempotent) set-up for `make demo` and `make test` on a fresh machine:
 #   1. Debian packages the stack uses (prometheus, redis-server, kcat; java + maven if absent) when root,
-#   2. the virtualenv with twinstream and its dev tools (re-run only when pyproject.toml changes),
+#   2. the virtualenv: exactly the versions in requirements.lock (what CI tested; `make lock` refreshes
+#      it), then twinstream itself in editable mode (re-run only when the lock or pyproject.toml change),
 #   3. the Kafka broker jars, resolved by Maven into ~/.cache/twinstream (once per Kafka version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,11 +36,12 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))'; then
 fi
 [[ -x $VENV/bin/python ]] || { say "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
 stamp=$VENV/.twinstream-installed
-want=$(sha256sum pyproject.toml | cut -c1-16)
+want=$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
-  say "pip install -e .[dev] (torch and ray are large: the first time takes a few minutes)"
+  say "pip install -r requirements.lock (torch and ray are large: the first time takes a few minutes)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  "$VENV/bin/python" -m pip install -q -r requirements.lock
+  "$VENV/bin/python" -m pip install -q --no-deps -e .
   echo "$want" >"$stamp"
 fi
 

@@ -16,11 +16,12 @@ import ray
 from ray import serve
 from ray.serve.deployment import Application
 
-from services.api.deployment import PIPELINE_DEPLOYMENT, PipelineDeployment
-from services.embedder.deployment import EMBEDDER_DEPLOYMENT, EmbedderDeployment
-from twinstream.artifact import load_artifact
+from services.api.deployment import PipelineDeployment
+from services.deployments import EMBEDDER_DEPLOYMENT, PIPELINE_DEPLOYMENT
+from services.embedder.deployment import EmbedderDeployment
 from twinstream.config import Settings
 from twinstream.memory import MALLOC_ENV
+from twinstream.model.artifact import load_artifact
 
 __all__ = ["EMBEDDER_DEPLOYMENT", "PIPELINE_DEPLOYMENT", "base_url", "build_app", "deploy"]
 
@@ -43,7 +44,7 @@ def build_app(settings: Settings, model_dir: Path | str) -> Application:
     """The Serve application for one model artifact (validated here, before anything is deployed).
 
     Raises:
-        twinstream.artifact.ArtifactError: If the artifact is missing, malformed or tampered with.
+        twinstream.model.artifact.ArtifactError: If the artifact is missing, malformed or tampered with.
     """
     root = Path(model_dir).resolve()
     load_artifact(root)  # fail in the caller, not in a replica restart loop

@@ -1,6 +1,6 @@
-"""Session-scoped real services for the integration and e2e tests.
+"""Session-scoped real services for the integration and system tests.
 
-Every part is started through `twinstream.stack.Stack` (the code users run) on free loopback ports in a
+Every part is started through `cli.stack.Stack` (the code users run) on free loopback ports in a
 temporary state directory, so the suite never touches a developer's running stack. When a Docker engine
 answers, Kafka and Redis come from testcontainers instead (see tests/support/containers.py). Parts
 start lazily: a unit-only run starts nothing.
@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from cli.stack import Stack, State, free_port
 from tests.support.containers import docker_available, start_kafka_container, start_redis_container
 from twinstream.config import Settings, load_settings
-from twinstream.stack import Stack, State, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -151,7 +151,7 @@ def prometheus_url(test_stack: Stack) -> str:
 
 @pytest.fixture(scope="session")
 def ray_address(test_stack: Stack) -> str:
-    from twinstream.stack.raytools import use_token_auth
+    from cli.stack.raytools import use_token_auth
 
     ensure_part(test_stack, "ray")
     use_token_auth()  # the stack's Ray requires the token; ray.init/JobSubmissionClient then send it

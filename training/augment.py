@@ -1,6 +1,6 @@
 """Training-only augmentation on pre-processed batches: random affine distortions, flips, 90° turns.
 
-Applied to tensors after `twinstream.preprocess.preprocess` (one vectorised ``grid_sample`` per batch),
+Applied to tensors after `twinstream.images.preprocess.preprocess` (one vectorised ``grid_sample`` per batch),
 so the pre-processing that serving repeats stays exactly the same.
 """
 
@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from training.datasets import Augmentation
+from training.splits import Augmentation
 
 
 def _uniform(n: int, bound: float, gen: torch.Generator) -> torch.Tensor:

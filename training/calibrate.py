@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 
 from training.evaluate import Pairs
-from twinstream.artifact import Calibration
+from twinstream.model.artifact import Calibration
 
 MAX_POINTS = 256
 

@@ -18,11 +18,11 @@ from torch import nn
 
 from training.augment import augment, rotate_quarters
 from training.config import TrainConfig
-from training.datasets import DataSplits
 from training.evaluate import embed, one_shot_accuracy, sample_pairs, verification_metrics
 from training.objectives import build_objective
 from training.samplers import PKBatches, steps_per_epoch
-from twinstream.preprocess import preprocess_batch
+from training.splits import DataSplits
+from twinstream.images.preprocess import preprocess_batch
 
 
 @dataclass(frozen=True, slots=True)

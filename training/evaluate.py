@@ -14,8 +14,8 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score, roc_curve
 from torch import nn
 
-from training.datasets import OneShotRun
-from twinstream.preprocess import InputSpec, preprocess_batch
+from training.splits import OneShotRun
+from twinstream.images.preprocess import InputSpec, preprocess_batch
 
 
 @dataclass(frozen=True, slots=True)

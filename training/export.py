@@ -15,7 +15,6 @@ from torch import nn
 
 from training.calibrate import expected_calibration_error, fit_calibration, threshold_at_far
 from training.config import TrainConfig
-from training.datasets import DataSplits
 from training.evaluate import (
     embed_images,
     evaluate_embeddings,
@@ -24,8 +23,9 @@ from training.evaluate import (
     sample_pairs,
 )
 from training.figures import roc_png, training_curves_png
-from twinstream.artifact import Calibration, Manifest, new_version, save_artifact
-from twinstream.tower import set_test_time_shifts
+from training.splits import DataSplits
+from twinstream.model.artifact import Calibration, Manifest, new_version, save_artifact
+from twinstream.model.tower import set_test_time_shifts
 
 
 def test_metrics(

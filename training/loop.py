@@ -21,9 +21,9 @@ from training.config import TrainConfig
 from training.datasets import load_dataset
 from training.engine import Engine
 from training.metrics_export import MetricsExport
+from twinstream.images.preprocess import InputSpec
 from twinstream.memory import MALLOC_ENV, reuse_freed_memory
-from twinstream.preprocess import InputSpec
-from twinstream.tower import build_tower
+from twinstream.model.tower import build_tower
 
 STATE_FILE = "state.pt"
 #: Ray Train waits this long between health checks; the default (2 s) stalls every ``report``.

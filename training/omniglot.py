@@ -7,7 +7,6 @@ honest proxy); evaluation alphabets are only ever read for testing.
 from __future__ import annotations
 
 import io
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from training.datasets import (
+from training.splits import (
     Augmentation,
     DatasetError,
     DataSplits,
@@ -24,11 +23,9 @@ from training.datasets import (
     OneShotRun,
     subset,
 )
-from twinstream.preprocess import InputSpec
+from twinstream.images.preprocess import InputSpec
 
-BASE_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
 BACKGROUND, EVALUATION, RUNS = "images_background.zip", "images_evaluation.zip", "all_runs.zip"
-REMOTE_PATHS = {BACKGROUND: BACKGROUND, EVALUATION: EVALUATION, RUNS: f"one-shot-classification/{RUNS}"}
 #: 28x28, strokes bright on black (inverted), normalised with the background set's statistics.
 OMNIGLOT_SPEC = InputSpec(height=28, width=28, channels=1, invert=True, mean=0.08, std=0.22)
 VAL_ALPHABETS = 5
@@ -51,20 +48,14 @@ class ZipReader:
         return {"path": self.path, "_zip": None}
 
 
-def ensure_files(root: Path, names: tuple[str, ...], download: bool) -> None:
-    """Check the zips are present; fetch missing ones from the data set's public home if allowed."""
+def ensure_files(root: Path, names: tuple[str, ...]) -> None:
+    """Check the zips are present (nothing is downloaded at run time: the data set is local data)."""
     missing = [n for n in names if not (root / n).is_file()]
-    if missing and not download:
-        raise DatasetError(f"Omniglot files missing in {root}: {', '.join(missing)} (set download=True)")
-    for name in missing:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = root / f".{name}.part"
-        try:
-            with urllib.request.urlopen(BASE_URL + REMOTE_PATHS[name], timeout=60) as resp:
-                tmp.write_bytes(resp.read())
-        except OSError as exc:  # URLError and timeouts are OSErrors
-            raise DatasetError(f"Omniglot {name} is not in {root} and its download failed: {exc}") from exc
-        tmp.rename(root / name)
+    if missing:
+        raise DatasetError(
+            f"Omniglot files missing in {root}: {', '.join(missing)} "
+            "(point TWINSTREAM_DATA_DIR at the shared data sets, which hold omniglot/)"
+        )
 
 
 def alphabet_images(zip_path: Path) -> tuple[ImageSet, np.ndarray]:
@@ -108,16 +99,10 @@ def official_runs(zip_path: Path) -> tuple[OneShotRun, ...]:
     return tuple(runs)
 
 
-def load_omniglot_splits(
-    root: Path, seed: int = 0, with_test: bool = True, download: bool | None = None
-) -> DataSplits:
-    """Background alphabets (minus `VAL_ALPHABETS` held out, seeded) to train; evaluation set to test.
-
-    ``download=None`` fetches the zips only when no local copy is given (``root`` does not exist).
-    """
-    download = not root.exists() if download is None else download
+def load_omniglot_splits(root: Path, seed: int = 0, with_test: bool = True) -> DataSplits:
+    """Background alphabets (minus `VAL_ALPHABETS` held out, seeded) to train; evaluation set to test."""
     needed = (BACKGROUND, EVALUATION, RUNS) if with_test else (BACKGROUND,)
-    ensure_files(root, needed, download)
+    ensure_files(root, needed)
     background, class_alphabet = alphabet_images(root / BACKGROUND)
     n_alpha = int(class_alphabet.max()) + 1
     val_alpha = np.random.default_rng(seed).permutation(n_alpha)[:VAL_ALPHABETS]

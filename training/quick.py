@@ -15,7 +15,7 @@ from training.engine import Engine, EpochRecord
 from training.export import export_artifact
 from training.metrics_export import MetricsExport, exporting, run_name
 from twinstream.memory import reuse_freed_memory
-from twinstream.tower import build_tower
+from twinstream.model.tower import build_tower
 
 
 def train_local(
@@ -81,7 +81,7 @@ def train_quick(
         data_dir: Shared data sets (for data sets other than digits).
 
     Returns:
-        The artifact directory (load it with ``twinstream.artifact.load_artifact``).
+        The artifact directory (load it with ``twinstream.model.artifact.load_artifact``).
     """
     cfg = TrainConfig(
         dataset=dataset, data_dir=str(data_dir), loss=loss, miner=miner, epochs=epochs, seed=seed,

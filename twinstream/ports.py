@@ -6,16 +6,15 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from twinstream.contracts import ImageRequest, MatchResult
-from twinstream.prepared import PreparedBatch
-from twinstream.preprocess import InputSpec
+from twinstream.images.prepared import PreparedBatch
+from twinstream.images.preprocess import InputSpec
 
 
 class MatchPipeline(Protocol):
     """Embed, match or store, and decide for a batch of requests: one call per Kafka poll.
 
     The Ray Serve app implements it (its deployment handle's ``process``); ingest workers and tests
-    call it through this shape. Results come back in request order, one per request (the Serve app's
-    are a `twinstream.codec.ResultBatch`, which carries their JSON documents).
+    call it through this shape. Results come back in request order, one per request.
     """
 
     def process(self, requests: Sequence[ImageRequest]) -> Sequence[MatchResult]: ...
@@ -26,7 +25,7 @@ class PreparingPipeline(MatchPipeline, Protocol):
     """A `MatchPipeline` that also takes batches whose images the caller decoded (`PreparedBatch`).
 
     Ingest workers use it when the pipeline offers it: they decode and resize for ``input_spec()``
-    and call ``process_prepared``, which raises `twinstream.prepared.StaleInputSpecError` when the
+    and call ``process_prepared``, which raises `twinstream.images.prepared.StaleInputSpecError` when the
     served model's spec has changed since (ask ``input_spec()`` again and re-prepare).
     """
 

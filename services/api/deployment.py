@@ -12,7 +12,7 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import ray.exceptions
@@ -22,27 +22,29 @@ from fastapi.responses import JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from services.api.http import ApiError, ApiReason, read_image, resolve_tenant, result_body, status_for
+from services.api.auth import Tenant
+from services.api.http import ApiError, ApiReason, read_image, status_for
 from services.api.metrics import CountingEmbeddingCache
-from services.api.pipeline import MatchingPipeline
 from services.api.routes import install_error_handlers
-from services.gallery.matcher import Matcher
+from services.deployments import PIPELINE_DEPLOYMENT
+from services.gallery.client import connect as connect_milvus
 from services.gallery.milvus_gallery import MilvusGallery
 from services.gallery.mirror import MirroredGallery, RedisGenerations
-from services.gallery.names import check_name, collection_name
+from services.gallery.names import collection_name
 from services.gallery.schema import ensure_collection
+from services.matching.matcher import Matcher
+from services.matching.pipeline import MatchingPipeline
 from services.results.store import ACTIVE_MODEL_KEY, RedisResultStore
-from twinstream.artifact import MANIFEST_FILE, Manifest
-from twinstream.codec import ResultBatch
+from twinstream.codec import result_to_json
 from twinstream.config import Settings
-from twinstream.contracts import Decision, ImageRequest, InputError, MatchResult, Op
+from twinstream.contracts import DEFAULT_TOP_K, MAX_TOP_K, Decision, ImageRequest, InputError, MatchResult, Op
+from twinstream.images.prepared import PreparedBatch
+from twinstream.images.preprocess import InputSpec
 from twinstream.metrics import PipelineMetrics, RayFactory
 from twinstream.metrics.gallery_size import GallerySizeTracker
-from twinstream.milvus import connect as connect_milvus
-from twinstream.prepared import PreparedBatch
-from twinstream.preprocess import InputSpec
+from twinstream.model.artifact import MANIFEST_FILE, Manifest
+from twinstream.names import check_name
 
-PIPELINE_DEPLOYMENT = "Pipeline"
 _EMBED_ATTEMPTS = 3
 _Results = TypeVar("_Results", bound=Sequence[MatchResult])
 _IMAGE_BODY: dict[str, Any] = {
@@ -61,7 +63,7 @@ app = FastAPI(
     title="twinstream",
     description="Siamese-network similarity matching: enrol, verify, identify. Tenant by `X-Tenant` "
     "or `?tenant=`; images as a raw `image/*` body or multipart; `Authorization: Bearer <key>` when "
-    "keys are set.",
+    "keys are set. Every result is the same JSON document the results topic carries.",
     version="1",
 )
 install_error_handlers(app)
@@ -76,7 +78,7 @@ def _result_response(result: MatchResult, created: bool = False) -> Response:
         }
         return JSONResponse(body, status_code=status_for(result.error_reason))
     return Response(
-        result_body(result),
+        result_to_json(result),
         status_code=201 if created and result.decision == Decision.ENROLLED else 200,
         media_type="application/json",
     )
@@ -97,6 +99,7 @@ class PipelineDeployment:
         manifest = Manifest.from_json((Path(model_dir) / MANIFEST_FILE).read_text())
         self._settings = settings
         self._embedder = embedder
+        app.state.api_keys = dict(settings.serve.api_keys)  # read by services.api.auth
         client = connect_milvus(settings.milvus.uri, settings.milvus.token)
         collection = collection_name(settings.milvus.collection_prefix, manifest.version)
         ensure_collection(client, collection, manifest.embedding_dim, settings.milvus)
@@ -130,15 +133,14 @@ class PipelineDeployment:
                 await asyncio.sleep(0.5 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    async def process(self, requests: list[ImageRequest]) -> ResultBatch:
+    async def process(self, requests: list[ImageRequest]) -> list[MatchResult]:
         """The stream's entry (`twinstream.ports.MatchPipeline`): results in order, stored in Redis.
 
         Replay-safe: a request id that already has a stored result for the same request gets it back.
-        The batch crosses back to the worker as the JSON documents that Redis got (`ResultBatch`).
         """
         return self._observed(await self.pipeline.process(requests, replay_safe=True), "stream")
 
-    async def process_prepared(self, batch: PreparedBatch) -> ResultBatch:
+    async def process_prepared(self, batch: PreparedBatch) -> list[MatchResult]:
         """The stream's entry for images the worker decoded (`twinstream.ports.PreparingPipeline`)."""
         return self._observed(await self.pipeline.process_prepared(batch), "stream")
 
@@ -157,9 +159,8 @@ class PipelineDeployment:
         return results
 
     async def _image_request(
-        self, request: Request, op: Op, subject: str = "", top_k: int = 5
+        self, request: Request, tenant: str, op: Op, subject: str = "", top_k: int = DEFAULT_TOP_K
     ) -> ImageRequest:
-        tenant = resolve_tenant(request, self._settings.serve.api_keys)
         data, content_type = await read_image(request, self._settings.limits.max_image_bytes)
         return ImageRequest(uuid.uuid4().hex, op, data, tenant, subject, top_k, content_type)
 
@@ -169,9 +170,9 @@ class PipelineDeployment:
         return {"status": "ok", "model_version": self.pipeline.model_version}
 
     @app.post("/v1/embed", openapi_extra=_IMAGE_BODY)
-    async def embed(self, request: Request) -> dict[str, Any]:
+    async def embed(self, request: Request, tenant: Tenant) -> dict[str, Any]:
         """The L2-normalised embedding of one image."""
-        req = await self._image_request(request, Op.IDENTIFY)
+        req = await self._image_request(request, tenant, Op.IDENTIFY)
         try:
             vector = await self.pipeline.embed_image(req)
         except InputError as exc:
@@ -183,28 +184,34 @@ class PipelineDeployment:
         }
 
     @app.post("/v1/subjects/{subject}/images", status_code=201, openapi_extra=_IMAGE_BODY)
-    async def enroll(self, subject: str, request: Request) -> Response:
+    async def enroll(self, subject: str, request: Request, tenant: Tenant) -> Response:
         """Enrol an image for a subject (201 ENROLLED; 200 DUPLICATE when already enrolled)."""
         return _result_response(
-            await self._batched(await self._image_request(request, Op.ENROLL, subject)), True
+            await self._batched(await self._image_request(request, tenant, Op.ENROLL, subject)), True
         )
 
     @app.post("/v1/subjects/{subject}/verify", openapi_extra=_IMAGE_BODY)
-    async def verify(self, subject: str, request: Request) -> Response:
+    async def verify(self, subject: str, request: Request, tenant: Tenant) -> Response:
         """1:1: is this image the subject? MATCH / NO_MATCH with distance and probability."""
-        return _result_response(await self._batched(await self._image_request(request, Op.VERIFY, subject)))
+        return _result_response(
+            await self._batched(await self._image_request(request, tenant, Op.VERIFY, subject))
+        )
 
     @app.post("/v1/identify", openapi_extra=_IMAGE_BODY)
-    async def identify(self, request: Request, top_k: int = Query(5, ge=1, le=100)) -> Response:
+    async def identify(
+        self,
+        request: Request,
+        tenant: Tenant,
+        top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K)] = DEFAULT_TOP_K,
+    ) -> Response:
         """1:N: the top-k subjects; MATCH names the best within threshold, else UNKNOWN."""
         return _result_response(
-            await self._batched(await self._image_request(request, Op.IDENTIFY, top_k=top_k))
+            await self._batched(await self._image_request(request, tenant, Op.IDENTIFY, top_k=top_k))
         )
 
     @app.delete("/v1/subjects/{subject}")
-    async def delete_subject(self, subject: str, request: Request) -> Response:
+    async def delete_subject(self, subject: str, tenant: Tenant) -> Response:
         """Remove every enrolled image of a subject (404 if it has none)."""
-        tenant = resolve_tenant(request, self._settings.serve.api_keys)
         try:
             check_name("subject", subject)
         except InputError as exc:
@@ -219,18 +226,16 @@ class PipelineDeployment:
         return _result_response(result)
 
     @app.get("/v1/subjects")
-    async def list_subjects(self, request: Request) -> dict[str, Any]:
+    async def list_subjects(self, tenant: Tenant) -> dict[str, Any]:
         """Subjects of the tenant and how many images each has."""
-        tenant = resolve_tenant(request, self._settings.serve.api_keys)
         counts = await asyncio.to_thread(self.pipeline.gallery.subjects, tenant)
         subjects = [{"subject": s, "images": n} for s, n in counts.items()]
         return {"tenant": tenant, "model_version": self.pipeline.model_version, "subjects": subjects}
 
     @app.get("/v1/results/{request_id}")
-    async def get_result(self, request_id: str, request: Request) -> Response:
+    async def get_result(self, request_id: str, tenant: Tenant) -> Response:
         """A stored result by request id (HTTP or stream); another tenant's result is not found."""
-        tenant = resolve_tenant(request, self._settings.serve.api_keys)
         result = await asyncio.to_thread(self._results.get, request_id)
         if result is None or result.tenant != tenant:
             raise ApiError(404, ApiReason.NOT_FOUND, f"no result {request_id[:64]!r} for this tenant")
-        return Response(result_body(result), media_type="application/json")
+        return Response(result_to_json(result), media_type="application/json")

@@ -1,4 +1,4 @@
-"""HTTP edge helpers: API-key and tenant resolution, reading an image body, and error → status mapping.
+"""HTTP edge helpers: reading an image body, refusals as `ApiError`, and reason → status mapping.
 
 Every refusal is an `ApiError` rendered as ``{"reason": code, "detail": ...}`` with a 4xx status; the
 codes are the DLQ's `RejectReason` values plus the HTTP-only `ApiReason` values.
@@ -6,27 +6,15 @@ codes are the DLQ's `RejectReason` values plus the HTTP-only `ApiReason` values.
 
 from __future__ import annotations
 
-import hmac
 from enum import StrEnum
 
 from fastapi import Request
-from pydantic import TypeAdapter
 from starlette.datastructures import UploadFile
 
-from services.gallery.names import check_name
-from twinstream.contracts import DEFAULT_TENANT, InputError, MatchResult, RejectReason
+from twinstream.contracts import InputError, RejectReason
 
 #: Extra bytes a multipart body may carry around the image (boundaries, part headers).
 MULTIPART_OVERHEAD = 64 * 1024
-
-_RESULT_BODY: TypeAdapter[MatchResult] = TypeAdapter(MatchResult)
-
-
-def result_body(result: MatchResult) -> bytes:
-    """A result as the HTTP API's JSON body: pydantic's form of the contract (``null`` where an enum is
-    absent; the results topic and the result store use `twinstream.codec.result_to_json`)."""
-    return _RESULT_BODY.dump_json(result)
-
 
 _STATUS = {
     RejectReason.TOO_LARGE: 413,
@@ -67,41 +55,6 @@ class ApiError(Exception):
 def status_for(reason: RejectReason | None) -> int:
     """The HTTP status of a refused input (422 unless the reason has a more specific one)."""
     return _STATUS.get(reason, 422) if reason is not None else 422
-
-
-def _bearer(request: Request) -> str:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
-def resolve_tenant(request: Request, api_keys: dict[str, str]) -> str:
-    """The tenant of a request: header ``X-Tenant`` or query ``tenant``, checked against the API key.
-
-    With keys configured a request needs ``Authorization: Bearer <key>``; a key bound to one tenant
-    defaults to it and is refused any other; a key bound to ``*`` may name any tenant.
-
-    Raises:
-        ApiError: 401 without a valid key, 403 for another tenant, 400 for a malformed tenant.
-    """
-    asked = request.headers.get("x-tenant") or request.query_params.get("tenant") or ""
-    bound = "*"
-    if api_keys:
-        token = _bearer(request)
-        matches = [
-            tenant for key, tenant in api_keys.items() if hmac.compare_digest(key.encode(), token.encode())
-        ]
-        if not token or not matches:
-            raise ApiError(
-                401, ApiReason.UNAUTHORIZED, "a valid API key is required (Authorization: Bearer …)"
-            )
-        bound = matches[0]
-    if bound != "*" and asked and asked != bound:
-        raise ApiError(403, ApiReason.FORBIDDEN, "this API key may not use that tenant")
-    tenant = asked or (bound if bound != "*" else DEFAULT_TENANT)
-    try:
-        return check_name("tenant", tenant)
-    except InputError as exc:
-        raise ApiError.from_input(exc) from None
 
 
 async def _read_capped(request: Request, limit: int) -> bytes:

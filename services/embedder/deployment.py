@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from services.deployments import EMBEDDER_DEPLOYMENT
 from services.embedder.model import TowerEmbedder
 from twinstream.metrics import EmbedderMetrics, RayFactory
 
-EMBEDDER_DEPLOYMENT = "Embedder"
 #: Calls with at least this many images run at once instead of waiting to be coalesced.
 DIRECT_MIN_ROWS = 16
 

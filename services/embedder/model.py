@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from twinstream.artifact import LoadedArtifact, Manifest, load_artifact
 from twinstream.memory import reuse_freed_memory
+from twinstream.model.artifact import LoadedArtifact, Manifest, load_artifact
 
 
 class TowerEmbedder:
@@ -31,14 +31,14 @@ class TowerEmbedder:
 
     @classmethod
     def from_dir(cls, model_dir: Path | str, threads: int = 1) -> TowerEmbedder:
-        """Load the artifact directory ``model_dir`` (raises `twinstream.artifact.ArtifactError`)."""
+        """Load the artifact directory ``model_dir`` (raises `twinstream.model.artifact.ArtifactError`)."""
         return cls(load_artifact(model_dir), threads=threads)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """Embed pre-processed inputs.
 
         Args:
-            batch: Float32 array (N, C, H, W) as made by `twinstream.preprocess.preprocess_batch`.
+            batch: Float32 array (N, C, H, W) as made by `twinstream.images.preprocess.preprocess_batch`.
 
         Returns:
             Float32 array (N, embedding_dim) of L2-normalised embeddings.

@@ -1,41 +1,22 @@
 """The gallery's storage operations on one Milvus collection, each one Milvus call per batch.
 
-Decisions (thresholds, probabilities) are not made here but in `services.gallery.matcher`.
+Decisions (thresholds, probabilities) are not made here but in `services.matching.matcher`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from pymilvus import MilvusClient
 
 from services.gallery.names import ids_filter, literal, subjects_filter
+from services.matching.ports import Enrollment, Hit, SubjectKey
 
 #: Milvus caps one query's result window at 16384 rows.
 QUERY_LIMIT = 16_384
-SubjectKey = tuple[str, str]  # (tenant, subject)
-
-
-@dataclass(frozen=True, slots=True)
-class Enrollment:
-    """One image to enrol: its deterministic id, owner and unit embedding."""
-
-    image_id: str
-    tenant: str
-    subject: str
-    vector: np.ndarray
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """One subject found by a search, with its best Euclidean distance to the query."""
-
-    subject: str
-    distance: float
 
 
 def cosine_to_euclidean(cos: np.ndarray | float) -> np.ndarray:

@@ -31,8 +31,16 @@ from typing import Protocol
 import numpy as np
 import redis
 
-from services.gallery.milvus_gallery import Enrollment, Hit, SubjectKey, cosine_to_euclidean
-from services.gallery.ports import GalleryStore
+from services.gallery.milvus_gallery import cosine_to_euclidean
+from services.matching.ports import Enrollment, Gallery, Hit, SubjectKey
+
+
+class GalleryStore(Gallery, Protocol):
+    """What the mirror needs from the store behind it: a gallery that can hand over a whole tenant."""
+
+    def tenant_rows(self, tenant: str, limit: int) -> list[tuple[str, str, np.ndarray]]:
+        """Up to ``limit`` (image id, subject, vector) rows of one tenant."""
+        ...
 
 
 class Generations(Protocol):

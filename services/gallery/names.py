@@ -1,20 +1,17 @@
-"""Names in the gallery: collection per model version, validated tenant/subject ids, image ids, filters.
+"""Names in Milvus: the collection of a model version, and filter expressions over validated ids.
 
 pymilvus 3 / milvus-lite 3 do not support filter templates (``filter_params``), so values are put into
-filter expressions as string literals. That is only safe because every tenant and subject is validated
-here first: the allowed alphabet has no quote, backslash or whitespace.
+filter expressions as string literals. That is only safe because every tenant and subject was validated
+by `twinstream.names` first (its alphabet has no quote, backslash or whitespace); `literal` checks again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable
 
-from twinstream.contracts import InputError, RejectReason
-
-#: Tenants and subjects: letters, digits and ``_ . : @ + -``; 1-128 characters.
-_NAME = re.compile(r"^[\w.:@+\-]{1,128}$", re.ASCII)
+#: What `literal` quotes: validated ids (`twinstream.names`) and hex image ids.
+_QUOTABLE = re.compile(r"[A-Za-z0-9_.:@+\-]{1,128}")
 _COLLECTION_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -24,30 +21,9 @@ def collection_name(prefix: str, model_version: str) -> str:
     return name if name[0].isalpha() or name[0] == "_" else f"c_{name}"
 
 
-def check_name(kind: str, value: str) -> str:
-    """Return ``value`` if it is a valid tenant or subject id.
-
-    Raises:
-        InputError: ``missing-subject`` for an empty subject, else ``bad-header`` for a malformed id.
-    """
-    if not value and kind == "subject":
-        raise InputError(RejectReason.MISSING_SUBJECT, "a subject is required for this operation")
-    if not _NAME.fullmatch(value):
-        raise InputError(
-            RejectReason.BAD_HEADER, f"{kind} {value[:40]!r} must be 1-128 of letters, digits, _ . : @ + -"
-        )
-    return value
-
-
-def image_id(tenant: str, subject: str, image_digest: str) -> str:
-    """The deterministic primary key of one enrolled image: a replay or a repeat upserts the same row."""
-    joined = "\x1f".join((tenant, subject, image_digest)).encode()
-    return hashlib.sha256(joined).hexdigest()[:32]
-
-
 def literal(value: str) -> str:
-    """A Milvus string literal for a value already accepted by `check_name` (or a hex id)."""
-    if not _NAME.fullmatch(value):
+    """A Milvus string literal for a value already accepted by `twinstream.names.check_name` (or a hex id)."""
+    if not _QUOTABLE.fullmatch(value):
         raise ValueError(f"refusing to quote unvalidated value {value!r}")
     return f'"{value}"'
 

@@ -5,28 +5,26 @@ published. Exceptions from the pipeline propagate (a dependency is down: the cal
 whether found here or returned by the pipeline as ``REJECTED`` results, become dead letters.
 
 With a `PreparingPipeline` (the Serve app) the images are decoded and resized here, for the spec the
-pipeline names, and only the compact pixels cross to Serve (`twinstream.prepared`): an image that does
+pipeline names, and only the compact pixels cross to Serve (`twinstream.images.prepared`): an image that does
 not decode is refused here, like a bad header. Other pipelines get the raw requests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import repeat
 
 from twinstream.codec import (
     DeadLetter,
     DeadLetterInfo,
     KafkaRecord,
     RecordRejection,
-    ResultBatch,
     decode_record,
 )
 from twinstream.config import LimitsSettings
 from twinstream.contracts import Decision, ImageRequest, InputError, MatchResult, RejectReason
+from twinstream.images.prepared import prepare
 from twinstream.ports import MatchPipeline, PreparingPipeline
-from twinstream.prepared import prepare
 
 #: REJECTED results that are answers, not poison: the request was well-formed, there is just nothing to
 #: compare it with (e.g. verify against a subject never enrolled). They are published but not dead-lettered.
@@ -41,12 +39,10 @@ class PipelineContractError(RuntimeError):
 class BatchOutcome:
     """Everything a batch produces: one result per record (in record order) and the dead letters.
 
-    ``results`` keeps the JSON documents of the pipeline's answers when it sent them (`ResultBatch`),
-    so they are published without being encoded again. ``refused_here`` are the results made without
-    the pipeline (records refused while decoding).
+    ``refused_here`` are the results made without the pipeline (records refused while decoding).
     """
 
-    results: ResultBatch
+    results: tuple[MatchResult, ...]
     dead_letters: tuple[DeadLetter, ...]
     refused_here: tuple[MatchResult, ...] = ()
 
@@ -79,28 +75,23 @@ def run_batch(
     else:
         answered = _process(pipeline, requests)
     answers = iter(answered)
-    answer_docs: Iterator[bytes | None] = (
-        iter(answered.json()) if isinstance(answered, ResultBatch) else repeat(None)
-    )
     results: list[MatchResult] = []
-    docs: list[bytes | None] = []
     dead: list[DeadLetter] = []
     refused: list[MatchResult] = []
     for record, item in zip(records, decoded, strict=True):
         if isinstance(item, RecordRejection):
-            result, doc = item.to_result(), None
+            result = item.to_result()
             refused.append(result)
         else:
-            result, doc = next(answers), next(answer_docs)
+            result = next(answers)
         results.append(result)
-        docs.append(doc)
         if _is_dead_letter(result):
             assert result.error_reason is not None
             info = DeadLetterInfo(
                 result.request_id, result.error_reason, result.error_detail, record.source, now_ms, worker
             )
             dead.append(DeadLetter(record, info))
-    return BatchOutcome(ResultBatch(results, docs), tuple(dead), tuple(refused))
+    return BatchOutcome(tuple(results), tuple(dead), tuple(refused))
 
 
 def _prepared(

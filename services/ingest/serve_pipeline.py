@@ -15,8 +15,8 @@ from typing import Any
 
 from twinstream.config import Settings
 from twinstream.contracts import ImageRequest, MatchResult
-from twinstream.prepared import PreparedBatch
-from twinstream.preprocess import InputSpec
+from twinstream.images.prepared import PreparedBatch
+from twinstream.images.preprocess import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class ServePipeline:
     def _connect(self) -> Any:
         from ray import serve
 
-        from services.app import PIPELINE_DEPLOYMENT
+        from services.deployments import PIPELINE_DEPLOYMENT
 
         with self._lock:
             if self._handle is None:
@@ -76,11 +76,7 @@ class ServePipeline:
             return self._handle
 
     def process(self, requests: Sequence[ImageRequest]) -> Sequence[MatchResult]:
-        """One batched call; raises whatever Ray raises when Serve (or what it calls) is down.
-
-        The results are a `twinstream.codec.ResultBatch`: their JSON documents came across Ray, and the
-        publisher sends those bytes as they are.
-        """
+        """One batched call; raises whatever Ray raises when Serve (or what it calls) is down."""
         return self._call("process", list(requests))  # type: ignore[no-any-return]
 
     def process_prepared(self, batch: PreparedBatch) -> Sequence[MatchResult]:

@@ -78,7 +78,7 @@ class KafkaResultPublisher:
             KafkaError: If a send failed or timed out (nothing may be committed then).
         """
         futures: list[Any] = [self._send_dead_letter(dead) for dead in dead_letters]
-        values, content_type = encode_results(results, self._format)  # a ResultBatch's JSON as it came
+        values, content_type = encode_results(results, self._format)
         headers = [(H_CONTENT_TYPE, content_type.encode())]
         keys = [result.request_id.encode("utf-8") for result in results]
         # The default partitioner's choice, for the whole batch at once (kafka-python's hashes in Python).

@@ -1,18 +1,19 @@
 """Redis: the result store (every `MatchResult` by request id, with a TTL) and the embedding cache.
 
-Results are stored as the same JSON document the results topic carries (`twinstream.codec.result_to_json`;
-a `ResultBatch` is encoded once for both); cached embeddings as raw float32 bytes keyed by model version
+Results are stored as the one JSON document of a result (`twinstream.codec.result_to_json`, the same
+bytes the results topic and the HTTP API carry); cached embeddings as raw float32 bytes keyed by model version
 and the image's SHA-256, so a repeated image is not embedded again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import redis
 
-from twinstream.codec import result_from_json, results_json
+from twinstream.codec import result_from_json, result_to_json
 from twinstream.contracts import MatchResult
 
 RESULT_PREFIX = "twinstream:result:"
@@ -30,6 +31,11 @@ for i = 1, #KEYS do
 end
 return #KEYS
 """
+
+
+def mget_bytes(client: redis.Redis, keys: Sequence[str]) -> list[bytes | None]:
+    """``MGET`` as bytes (our clients never set ``decode_responses``; redis-py types replies as str too)."""
+    return cast("list[bytes | None]", client.mget(list(keys)))
 
 
 class _SetManyWithTtl:
@@ -56,27 +62,23 @@ class RedisResultStore:
         self._set_many = _SetManyWithTtl(client)
 
     def put_many(self, results: Sequence[MatchResult]) -> None:
-        """Store results in one round trip (a later result with the same request id replaces the earlier).
-
-        The values are the results' wire JSON (`twinstream.codec.results_json`: a `ResultBatch` is not
-        encoded again).
-        """
+        """Store results in one round trip (a later result with the same request id replaces the earlier)."""
         if not results:
             return
         keys = [RESULT_PREFIX + result.request_id for result in results]
-        self._set_many(keys, results_json(results), self._ttl_s)
+        self._set_many(keys, [result_to_json(r) for r in results], self._ttl_s)
 
     def get(self, request_id: str) -> MatchResult | None:
         """The stored result of ``request_id``, or None if unknown or expired."""
-        raw = self._client.get(RESULT_PREFIX + request_id)
-        return None if raw is None else result_from_json(raw)  # type: ignore[arg-type]
+        (raw,) = mget_bytes(self._client, [RESULT_PREFIX + request_id])
+        return None if raw is None else result_from_json(raw)
 
     def get_many(self, request_ids: Sequence[str]) -> list[MatchResult | None]:
         """Stored results in the order of ``request_ids`` (None where unknown or expired), one round trip."""
         if not request_ids:
             return []
-        raws = self._client.mget([RESULT_PREFIX + rid for rid in request_ids])
-        return [None if raw is None else result_from_json(raw) for raw in raws]  # type: ignore[union-attr]
+        raws = mget_bytes(self._client, [RESULT_PREFIX + rid for rid in request_ids])
+        return [None if raw is None else result_from_json(raw) for raw in raws]
 
 
 class EmbeddingCache:
@@ -100,8 +102,8 @@ class EmbeddingCache:
         """Cached vectors in the order of ``digests`` (None where not cached)."""
         if not digests:
             return []
-        raw = self._client.mget([self._key(model_version, d) for d in digests])
-        return [None if b is None else np.frombuffer(b, dtype=np.float32).copy() for b in raw]  # type: ignore[union-attr]
+        raw = mget_bytes(self._client, [self._key(model_version, d) for d in digests])
+        return [None if b is None else np.frombuffer(b, dtype=np.float32).copy() for b in raw]
 
     def put_many(self, model_version: str, digests: Sequence[str], vectors: np.ndarray) -> None:
         """Cache one vector per digest, in one round trip."""

@@ -7,11 +7,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from services.gallery.milvus_gallery import Enrollment, MilvusGallery
+from services.gallery.client import connect
+from services.gallery.milvus_gallery import MilvusGallery
 from services.gallery.names import collection_name, image_id
 from services.gallery.schema import ensure_collection
+from services.matching.ports import Enrollment
 from twinstream.config import MilvusSettings
-from twinstream.milvus import connect
 
 pytestmark = pytest.mark.integration
 DIM = 8

@@ -1,8 +1,8 @@
 """Kafka mechanics of the ingest worker against a real broker and Redis, with a test-double pipeline.
 
-The pipeline here is a test double (it decodes with `twinstream.imaging` and answers ENROLLED), used only
-to exercise commits, retries, shutdown and status; the stream tests (test_stream_*.py) use the real
-Serve app.
+The pipeline here is a test double (it decodes with `twinstream.images.decode` and answers
+ENROLLED), used only to exercise commits, retries, shutdown and status; the stream tests
+(test_stream_*.py) use the real Serve app.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from kafka import KafkaAdminClient
 from services.ingest.clients import build_admin
 from services.ingest.results_reader import build_reader
 from services.ingest.status import group_status
-from tests.integration.stream_helpers import (
+from tests.support.streams import (
     collect_dead_letters,
     collect_results,
     digit_png,
@@ -29,7 +29,7 @@ from tests.integration.stream_helpers import (
 )
 from twinstream.config import LimitsSettings, Settings
 from twinstream.contracts import Decision, ImageRequest, InputError, MatchResult
-from twinstream.imaging import decode_image
+from twinstream.images.decode import decode_image
 
 pytestmark = pytest.mark.integration
 

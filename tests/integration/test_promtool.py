@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.stack.parts import Prometheus
 from twinstream.config import load_settings
-from twinstream.stack.parts import Prometheus
 
 PROM_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 pytestmark = [

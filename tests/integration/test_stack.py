@@ -15,9 +15,9 @@ import pytest
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from cli.stack import Stack, StackError, State, free_port
+from cli.stack.kafka_admin import ensure_topics
 from twinstream.config import Settings, load_settings
-from twinstream.stack import Stack, StackError, State, free_port
-from twinstream.stack.kafka_admin import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +105,7 @@ def test_redis_answers_set_and_get(redis_url: str, unique_name: str):
 
 
 def test_milvus_server_inserts_and_searches(milvus_uri: str, unique_name: str):
-    from twinstream.milvus import connect
+    from services.gallery.client import connect
 
     client = connect(milvus_uri)
     client.create_collection(unique_name, dimension=8, metric_type="COSINE")

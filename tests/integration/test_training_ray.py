@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.commands import train_with_ray
 from training.config import LossKind, MinerKind, TrainConfig
 from training.datasets import load_dataset
+from training.driver import train_with_ray
 from training.evaluate import embed_images, sample_pairs, verification_metrics
 from training.loop import RAY_ENV, RayRun
-from twinstream.artifact import load_artifact
-from twinstream.tower import build_tower
+from twinstream.model.artifact import load_artifact
+from twinstream.model.tower import build_tower
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,7 @@ def test_a_worker_failure_resumes_from_the_last_checkpoint(ray_connected: None, 
 def test_ray_job_submit_trains_and_prints_the_artifact_path(ray_dashboard_url: str, tmp_path: Path) -> None:
     runtime_env = {
         "working_dir": str(REPO_ROOT),
-        "excludes": [".venv", ".git", "models", ".twinstream", "bench/results", "*.egg-info", "__pycache__"],
+        "excludes": [".venv", ".git", "models", ".twinstream", "runs", "*.egg-info", "__pycache__"],
         "env_vars": dict(RAY_ENV),
     }
     entrypoint = [

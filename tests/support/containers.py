@@ -2,7 +2,7 @@
 
 The fixtures in tests/conftest.py ask `docker_available()` first and, when it says yes, take Kafka and
 Redis from these containers; otherwise they start the same parts as local processes through
-`twinstream.stack`. Milvus and Ray always run locally (milvus-lite server, `ray start --head`).
+`cli.stack`. Milvus and Ray always run locally (milvus-lite server, `ray start --head`).
 Set TWINSTREAM_TEST_DOCKER=0 to force local processes even where Docker answers.
 """
 

@@ -1,6 +1,6 @@
 """The Grafana dashboards in deploy/grafana/dashboards as data: panels, their queries, Grafana variables.
 
-Shared by the dashboard unit tests and the live e2e proof, which evaluate every panel query outside
+Shared by the dashboard unit tests and the live system proof, which evaluate every panel query outside
 Grafana and so must fill Grafana's variables the way Grafana would.
 """
 

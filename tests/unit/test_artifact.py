@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from twinstream.artifact import (
+from twinstream.images.preprocess import InputSpec
+from twinstream.model.artifact import (
     ArtifactError,
     Calibration,
     Manifest,
@@ -18,8 +19,7 @@ from twinstream.artifact import (
     new_version,
     save_artifact,
 )
-from twinstream.preprocess import InputSpec
-from twinstream.tower import build_tower
+from twinstream.model.tower import build_tower
 
 SPEC = InputSpec(height=16, width=16, channels=1, invert=False, mean=0.3, std=0.3)
 

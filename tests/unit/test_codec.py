@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
-
 import orjson
 import pytest
-import ray.cloudpickle
 
 from twinstream.codec import (
     DeadLetterInfo,
     KafkaRecord,
     RecordRejection,
-    ResultBatch,
     dead_letter_headers,
     decode_record,
     decode_result,
@@ -26,7 +22,6 @@ from twinstream.codec import (
     result_from_protobuf,
     result_to_json,
     result_to_protobuf,
-    results_json,
 )
 from twinstream.config import LimitsSettings
 from twinstream.contracts import (
@@ -208,42 +203,17 @@ def test_reading_a_record_without_dead_letter_metadata_fails_clearly() -> None:
 BATCH = [FULL, REJECTED, MatchResult("r3", Op.ENROLL, Decision.ENROLLED, distance=0.0)]
 
 
-@pytest.mark.parametrize("dumps", [pickle.dumps, ray.cloudpickle.dumps], ids=["pickle", "ray-cloudpickle"])
-def test_a_result_batch_crosses_as_its_json_documents_and_comes_back_equal(dumps) -> None:  # type: ignore[no-untyped-def]
-    batch = ResultBatch(BATCH)
-    data = dumps(batch)
-    back = pickle.loads(data)
-    assert isinstance(back, ResultBatch)
-    assert back == BATCH and list(back) == BATCH and len(back) == 3
-    assert back.json() == [result_to_json(r) for r in BATCH]
-    assert b'"request_id":"r1"' in data  # the documents themselves, not pickled dataclasses
-    assert b"MatchResult" not in data
-
-
-def test_a_result_batch_encodes_each_document_once_and_keeps_them_when_selected() -> None:
-    docs = [b'{"request_id":"r1","decision":"MATCH"}', None, None]
-    batch = ResultBatch(BATCH, docs)
-    assert batch.json()[0] is docs[0]  # given documents are kept as they are
-    first = batch.json()
-    assert batch.json()[2] is first[2]  # encoded on first use, not again
-    assert batch.select([2, 0]).json() == [first[2], first[0]]
-    assert batch[1:].json() == first[1:] and batch[1] == REJECTED
-    assert results_json(BATCH) == [result_to_json(r) for r in BATCH]  # a plain list is encoded per result
-    with pytest.raises(ValueError, match="2 documents for 3 results"):
-        ResultBatch(BATCH, [None, None])
-
-
-def test_encode_results_reuses_a_batch_s_json_and_encodes_protobuf_per_result() -> None:
-    batch = ResultBatch(BATCH)
-    values, content_type = encode_results(batch, "json")
-    assert content_type == "application/json" and values == batch.json()
-    values, content_type = encode_results(batch, "protobuf")
+def test_encode_results_gives_each_result_its_one_json_document_or_its_protobuf() -> None:
+    values, content_type = encode_results(BATCH, "json")
+    assert content_type == "application/json" and values == [result_to_json(r) for r in BATCH]
+    assert [result_from_json(v) for v in values] == BATCH
+    values, content_type = encode_results(BATCH, "protobuf")
     assert [result_from_protobuf(v) for v in values] == BATCH
     assert content_type == encode_result(FULL, "protobuf")[1]
 
 
 def test_result_json_reads_null_enums_and_refuses_unknown_enum_values() -> None:
-    # Results stored by earlier versions (pydantic's form) carry null where the wire JSON has "".
+    # A producer writing null for an absent enum (as JSON encoders do for None) is read too.
     doc = orjson.loads(result_to_json(REJECTED))
     doc.update(op=None, source=None)
     assert result_from_dict(doc) == REJECTED

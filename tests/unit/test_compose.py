@@ -96,7 +96,7 @@ def test_prometheus_scrapes_compose_services():
 def test_the_cli_commands_compose_runs_exist():
     from typer.main import get_command
 
-    from twinstream.cli import app
+    from cli.main import app
 
     cli = get_command(app)
     used = {SERVICES["ingest"]["command"][0], SERVICES["trainer"]["command"][0]}

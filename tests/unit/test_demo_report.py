@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli.demo.plan import build_cases, png_bomb, subject_id
+from cli.demo.report import DemoCase, Observed, compute_figures, expected_calibration_error
 from twinstream.contracts import Candidate, Decision, MatchResult, Op, RejectReason
-from twinstream.demo.plan import build_cases, png_bomb, subject_id
-from twinstream.demo.report import DemoCase, Observed, compute_figures, expected_calibration_error
 
 
 def test_class_names_become_subject_ids_the_gallery_accepts():

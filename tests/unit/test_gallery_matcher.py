@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.gallery.matcher import Matcher
-from services.gallery.milvus_gallery import Hit
-from twinstream.artifact import Calibration, Manifest
+from services.matching.matcher import Matcher
+from services.matching.ports import Hit
 from twinstream.contracts import Decision, ImageRequest, Op, RejectReason
-from twinstream.preprocess import InputSpec
+from twinstream.images.preprocess import InputSpec
+from twinstream.model.artifact import Calibration, Manifest
 
 MANIFEST = Manifest(
     version="v1",

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from services.gallery.milvus_gallery import Enrollment, Hit, SubjectKey
 from services.gallery.mirror import MirroredGallery
+from services.matching.ports import Enrollment, Hit, SubjectKey
 
 DIM = 8
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from services.gallery.milvus_gallery import cosine_to_euclidean
-from services.gallery.names import check_name, collection_name, ids_filter, image_id, literal, subjects_filter
+from services.gallery.names import collection_name, ids_filter, literal, subjects_filter
 from twinstream.contracts import InputError, RejectReason
+from twinstream.names import check_name, image_id
 
 
 def test_collection_name_is_milvus_safe_and_per_version() -> None:
@@ -17,7 +18,9 @@ def test_collection_name_is_milvus_safe_and_per_version() -> None:
     assert collection_name("9x", "v").startswith("c_")
 
 
-@pytest.mark.parametrize("bad", ['a"b', "a b", "x\\y", 'x" or tenant != "', "", "a" * 129, "é"])
+@pytest.mark.parametrize(
+    "bad", ['a"b', "a b", "x\\y", 'x" or tenant != "', "", "a" * 65, "é", "acme\n", "a:b", "-x"]
+)
 def test_malformed_tenant_is_refused(bad: str) -> None:
     with pytest.raises(InputError) as info:
         check_name("tenant", bad)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from twinstream.config import LimitsSettings
 from twinstream.contracts import InputError, RejectReason
-from twinstream.imaging import decode_image, image_digest
+from twinstream.images.decode import decode_image, image_digest
 
 LIMITS = LimitsSettings()
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 
 import pytest
 
 from services.ingest.batch import PipelineContractError, run_batch
-from twinstream.codec import KafkaRecord, ResultBatch, result_to_json
+from twinstream.codec import KafkaRecord
 from twinstream.config import LimitsSettings
 from twinstream.contracts import Decision, ImageRequest, MatchResult, Rejection, RejectReason
 
@@ -50,28 +49,6 @@ def test_valid_records_go_to_the_pipeline_in_one_call_and_results_keep_record_or
     assert [r.decision for r in out.results] == [Decision.ENROLLED, Decision.REJECTED, Decision.ENROLLED]
     assert [(d.record.offset, d.info.reason) for d in out.dead_letters] == [(1, RejectReason.UNKNOWN_OP)]
     assert [r.request_id for r in out.refused_here] == ["img-0-1"]  # made here, not by the pipeline
-
-
-def test_the_pipeline_s_json_documents_reach_the_outcome_unchanged_beside_refusals_made_here() -> None:
-    class EncodingPipeline(ScriptedPipeline):
-        """Answers like the Serve app: a batch whose documents the pipeline made, across a pickle."""
-
-        def process(self, requests: Sequence[ImageRequest]) -> ResultBatch:
-            answers = super().process(requests)
-            marked = [b" " + result_to_json(r) for r in answers]  # still JSON, recognisably these bytes
-            return pickle.loads(pickle.dumps(ResultBatch(answers, marked)))
-
-    records = [
-        rec(0, b"img", op="enroll", subject="a"),
-        rec(1, b"img", op="nonsense"),
-        rec(2, b"img", op="enroll", subject="b"),
-    ]
-    out = run_batch(records, EncodingPipeline(), LIMITS, worker="w", now_ms=1)
-    docs = out.results.json()
-    assert docs[0] == b" " + result_to_json(out.results[0])  # not encoded again in the worker
-    assert docs[2] == b" " + result_to_json(out.results[2])
-    assert docs[1] == result_to_json(out.results[1])  # the refusal made here is encoded here
-    assert out.results[0].decision == Decision.ENROLLED and out.results[1].decision == Decision.REJECTED
 
 
 def test_rejections_returned_by_the_pipeline_are_dead_lettered_with_the_original_record() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from twinstream.protogen import OUT_DIR, generate
+from cli.protogen import OUT_DIR, generate
 
 
 def test_generated_code_is_current(tmp_path: Path):

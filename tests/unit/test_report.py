@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.report import PANELS, ReportError, Series, draw, legend_for, render_report
 from tests.support.dashboards import load, panels
-from twinstream.report import PANELS, ReportError, Series, draw, legend_for, render_report
 
 
 def test_report_queries_are_the_pipeline_dashboards_own():

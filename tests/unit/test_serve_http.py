@@ -1,4 +1,4 @@
-"""HTTP edge rules: API keys, tenant binding, body limits and status codes (real Starlette requests)."""
+"""HTTP edge rules: body limits and status codes (real Starlette requests)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import asyncio
 import pytest
 from starlette.requests import Request
 
-from services.api.http import ApiError, read_image, resolve_tenant, status_for
+from services.api.http import ApiError, read_image, status_for
 from twinstream.contracts import RejectReason
-
-KEYS = {"k-all": "*", "k-acme": "acme"}
 
 
 def _request(headers: dict[str, str], query: str = "", body: bytes = b"") -> Request:
@@ -26,41 +24,6 @@ def _request(headers: dict[str, str], query: str = "", body: bytes = b"") -> Req
 
     scope = {"type": "http", "method": "POST", "path": "/", "headers": raw, "query_string": query.encode()}
     return Request(scope, receive)
-
-
-def _refusal(headers: dict[str, str], query: str = "", keys: dict[str, str] = KEYS) -> ApiError:
-    with pytest.raises(ApiError) as info:
-        resolve_tenant(_request(headers, query), keys)
-    return info.value
-
-
-def test_without_keys_configured_tenant_comes_from_header_query_or_default() -> None:
-    assert resolve_tenant(_request({"X-Tenant": "a"}), {}) == "a"
-    assert resolve_tenant(_request({}, "tenant=b"), {}) == "b"
-    assert resolve_tenant(_request({}), {}) == "default"
-
-
-def test_missing_or_wrong_key_is_401() -> None:
-    assert _refusal({}).status == 401
-    assert _refusal({"Authorization": "Bearer nope"}).status == 401
-    assert _refusal({"Authorization": "Basic k-all"}).reason == "unauthorized"
-
-
-def test_bound_key_defaults_to_its_tenant_and_is_refused_others() -> None:
-    assert resolve_tenant(_request({"Authorization": "Bearer k-acme"}), KEYS) == "acme"
-    assert resolve_tenant(_request({"Authorization": "Bearer k-acme", "X-Tenant": "acme"}), KEYS) == "acme"
-    refused = _refusal({"Authorization": "Bearer k-acme", "X-Tenant": "other"})
-    assert (refused.status, refused.reason) == (403, "forbidden")
-    assert _refusal({"Authorization": "Bearer k-acme"}, "tenant=other").status == 403
-
-
-def test_wildcard_key_may_use_any_tenant() -> None:
-    assert resolve_tenant(_request({"Authorization": "Bearer k-all", "X-Tenant": "zz"}), KEYS) == "zz"
-
-
-def test_malformed_tenant_is_400_bad_header() -> None:
-    refused = _refusal({"X-Tenant": 'a" or 1'}, keys={})
-    assert (refused.status, refused.reason) == (400, RejectReason.BAD_HEADER)
 
 
 def test_oversized_declared_body_is_refused_before_reading() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.stack.component import DEPLOY_DIR, render_template
+from cli.stack.kafka import new_cluster_id
+from cli.stack.process import ManagedProcess, StackError
 from twinstream.config import Settings
-from twinstream.stack.component import DEPLOY_DIR, render_template
-from twinstream.stack.kafka import new_cluster_id
-from twinstream.stack.process import ManagedProcess, StackError
 
 
 def test_server_properties_render_every_placeholder(tmp_path: Path):
@@ -50,7 +50,7 @@ def test_a_recycled_pid_is_not_mistaken_for_ours(tmp_path: Path):
 
 
 def test_settings_ports_are_the_stack_endpoints():
-    from twinstream.stack import Stack
+    from cli.stack import Stack
 
     s = Settings()
     stack = Stack(s, Path("/tmp/nowhere"))

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from twinstream.artifact import Calibration, Manifest, load_artifact, new_version, save_artifact
-from twinstream.preprocess import InputSpec
-from twinstream.tower import build_tower, shifted_views
+from twinstream.images.preprocess import InputSpec
+from twinstream.model.artifact import Calibration, Manifest, load_artifact, new_version, save_artifact
+from twinstream.model.tower import build_tower, shifted_views
 
 SPEC = InputSpec(height=16, width=16, channels=1, invert=False, mean=0.3, std=0.3)
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.datasets import DatasetError, load_dataset, split_classes
-from twinstream.preprocess import preprocess
+from training.datasets import load_dataset
+from training.splits import DatasetError, split_classes
+from twinstream.images.preprocess import preprocess
 
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 

@@ -10,9 +10,10 @@ import torch
 
 from training.augment import augment, rotate_quarters
 from training.config import TrainConfig
-from training.datasets import Augmentation, load_dataset
+from training.datasets import load_dataset
 from training.engine import Engine
-from twinstream.tower import build_tower
+from training.splits import Augmentation
+from twinstream.model.tower import build_tower
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from twinstream.preprocess import InputSpec, preprocess, preprocess_batch
+from twinstream.images.preprocess import InputSpec, preprocess, preprocess_batch
 
 
 def test_preprocess_resizes_inverts_and_normalises() -> None:

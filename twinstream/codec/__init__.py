@@ -29,7 +29,6 @@ from twinstream.codec.records import (
     request_headers,
 )
 from twinstream.codec.results import (
-    ResultBatch,
     decode_result,
     encode_result,
     encode_results,
@@ -39,7 +38,6 @@ from twinstream.codec.results import (
     result_to_dict,
     result_to_json,
     result_to_protobuf,
-    results_json,
 )
 
 __all__ = [
@@ -59,7 +57,6 @@ __all__ = [
     "Headers",
     "KafkaRecord",
     "RecordRejection",
-    "ResultBatch",
     "dead_letter_headers",
     "decode_record",
     "decode_result",
@@ -75,5 +72,4 @@ __all__ = [
     "result_to_dict",
     "result_to_json",
     "result_to_protobuf",
-    "results_json",
 ]

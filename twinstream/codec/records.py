@@ -3,8 +3,8 @@
 A record arrives as raw image bytes plus UTF-8 headers (any client), or as a ``twinstream.v1.ImageEvent``
 when ``content-type`` is ``application/x-protobuf``. Decoding never raises on bad input: it returns a
 `RecordRejection` (an error as a value, CONVENTIONS.md §5). Only cheap checks happen here (headers,
-envelope, byte size); pixels are `twinstream.imaging`'s job. Unknown extra headers are ignored; an unknown
-value in a known header is refused.
+envelope, byte size); pixels are `twinstream.images.decode`'s job. Unknown extra headers are
+ignored; an unknown value in a known header is refused.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from twinstream.config import LimitsSettings
 from twinstream.contracts import (
     DEFAULT_TENANT,
     DEFAULT_TOP_K,
+    MAX_TOP_K,
     OPS_NEEDING_SUBJECT,
     OPS_WITHOUT_IMAGE,
     ImageRequest,
@@ -41,10 +42,9 @@ from twinstream.contracts import (
     RejectReason,
     SourceRef,
 )
+from twinstream.names import SUBJECT_PATTERN, TENANT_PATTERN, is_valid
 
-MAX_TOP_K = 1000
 # Tenant and subject end up inside Milvus filter expressions: keep them to a charset that cannot escape one.
-_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x1f\x7f\"'`\\]")
 _MAX_TEXT = 256
 
@@ -151,11 +151,21 @@ def _check_text(name: str, value: str) -> str:
     return value
 
 
+def _check_subject(value: str) -> str:
+    if value and not is_valid("subject", value):
+        raise _RefusedError(
+            RejectReason.BAD_HEADER,
+            f"subject {value[:64]!r} must match {SUBJECT_PATTERN} (one rule everywhere)",
+        )
+    return value
+
+
 def _check_tenant(value: str) -> str:
     tenant = value or DEFAULT_TENANT
-    if not _TENANT_RE.match(tenant):
+    if not is_valid("tenant", tenant):
         raise _RefusedError(
-            RejectReason.BAD_HEADER, f"tenant {tenant[:64]!r} must match {_TENANT_RE.pattern}"
+            RejectReason.BAD_HEADER,
+            f"tenant {tenant[:64]!r} must match {TENANT_PATTERN} (one rule everywhere)",
         )
     return tenant
 
@@ -207,7 +217,7 @@ def decode_record(record: KafkaRecord, limits: LimitsSettings) -> ImageRequest |
             produced_at = envelope_time or produced_at
         op = _parse_op(fields.get(H_OP, ""))
         tenant = _check_tenant(fields.get(H_TENANT, ""))
-        subject = _check_text("subject", fields.get(H_SUBJECT, ""))
+        subject = _check_subject(fields.get(H_SUBJECT, ""))
         top_k = _parse_top_k(fields.get(H_TOP_K, ""))
         _check_payload(op, subject, image, limits, is_envelope)
     except _RefusedError as refused:

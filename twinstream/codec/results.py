@@ -1,9 +1,13 @@
-"""`MatchResult` ⇄ JSON (proto field names, snake_case) and ⇄ serialized ``twinstream.v1.MatchResult``."""
+"""`MatchResult` ⇄ JSON (proto field names, snake_case) and ⇄ serialized ``twinstream.v1.MatchResult``.
+
+The JSON document is the one form of a result: the HTTP API's bodies, the results topic's values and
+the Redis result store all hold `result_to_json`'s bytes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar, overload
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import orjson
 
@@ -200,94 +204,10 @@ def encode_result(result: MatchResult, fmt: str) -> tuple[bytes, str]:
 
 
 def encode_results(results: Sequence[MatchResult], fmt: str) -> tuple[list[bytes], str]:
-    """(values, content type) of results in the configured format; a `ResultBatch`'s JSON is reused."""
+    """(values, content type) of results in the configured format."""
     if fmt == "protobuf":
         return [result_to_protobuf(result) for result in results], PROTOBUF_CONTENT_TYPE
-    return results_json(results), JSON_CONTENT_TYPE
-
-
-def results_json(results: Sequence[MatchResult]) -> list[bytes]:
-    """Each result's JSON document (`result_to_json`), encoded once for a `ResultBatch`."""
-    if isinstance(results, ResultBatch):
-        return results.json()
-    return [result_to_json(result) for result in results]
-
-
-class ResultBatch(Sequence[MatchResult]):
-    """Results with their JSON documents, each encoded at most once; pickled as the documents alone.
-
-    The stream's results are made in the Serve pipeline, stored there in Redis as JSON, returned to
-    the ingest worker across Ray and published there as JSON. Pickling `MatchResult` objects through
-    Ray cost ~22 µs per result to dump and ~15 to load (cloudpickle calls a Python hook for every
-    nested object and enum), and the worker encoded each one again (~10 µs). A batch crosses as its
-    documents (a list of bytes: ~0.5 µs per result), is parsed once on arrival, and the same bytes go to
-    Redis and to ``twinstream.results``.
-
-    Compares equal to another batch, list or tuple with the same results.
-
-    Args:
-        results: The results, in order.
-        docs: Their documents where already known (None entries are encoded on first use).
-    """
-
-    __slots__ = ("_docs", "_results")
-
-    def __init__(self, results: Sequence[MatchResult], docs: Sequence[bytes | None] | None = None) -> None:
-        self._results = tuple(results)
-        self._docs: list[bytes | None] = [None] * len(self._results) if docs is None else list(docs)
-        if len(self._docs) != len(self._results):
-            raise ValueError(f"{len(self._docs)} documents for {len(self._results)} results")
-
-    @classmethod
-    def from_json(cls, docs: Sequence[bytes]) -> ResultBatch:
-        """The batch whose documents are ``docs`` (each parsed by `result_from_json`)."""
-        return cls([result_from_json(doc) for doc in docs], docs)
-
-    def json(self) -> list[bytes]:
-        """Every result's JSON document, in order (encoding those not yet encoded)."""
-        docs = self._docs
-        for index, doc in enumerate(docs):
-            if doc is None:
-                docs[index] = result_to_json(self._results[index])
-        return list(docs)  # type: ignore[arg-type]  # every entry was filled above
-
-    def select(self, indices: Sequence[int]) -> ResultBatch:
-        """The results at ``indices`` with their documents (encoded ones are not encoded again)."""
-        return ResultBatch([self._results[i] for i in indices], [self._docs[i] for i in indices])
-
-    @overload
-    def __getitem__(self, index: int) -> MatchResult: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> ResultBatch: ...
-
-    def __getitem__(self, index: int | slice) -> MatchResult | ResultBatch:
-        if isinstance(index, slice):
-            return ResultBatch(self._results[index], self._docs[index])
-        return self._results[index]
-
-    def __len__(self) -> int:
-        return len(self._results)
-
-    def __iter__(self) -> Iterator[MatchResult]:
-        return iter(self._results)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, ResultBatch | list | tuple):
-            return self._results == tuple(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # mutable cache of documents; compared by value
-
-    def __repr__(self) -> str:
-        return f"ResultBatch({list(self._results)!r})"
-
-    def __reduce__(self) -> tuple[Any, tuple[list[bytes]]]:
-        return _batch_from_json, (self.json(),)
-
-
-def _batch_from_json(docs: list[bytes]) -> ResultBatch:
-    return ResultBatch.from_json(docs)
+    return [result_to_json(result) for result in results], JSON_CONTENT_TYPE
 
 
 def decode_result(value: bytes, headers: Headers = ()) -> MatchResult:

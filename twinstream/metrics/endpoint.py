@@ -8,6 +8,7 @@ Prometheus always scrapes the port actually served.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -78,8 +79,18 @@ def start_endpoint(
     actual = int(server.server_port)
     target = None
     if state_dir is not None and (state_dir / "prometheus").is_dir():
-        from twinstream.stack import register_scrape_target
-
         target = register_scrape_target(state_dir, job, name, actual)
     log.info("serving metrics on http://%s:%d/metrics (job %s)", host, actual, job or "-")
     return MetricsEndpoint(actual, target, server, thread)
+
+
+def register_scrape_target(state_dir: Path, job: str, name: str, port: int) -> Path:
+    """Write a Prometheus file-SD entry so the local Prometheus scrapes a process's /metrics."""
+    target_dir = state_dir / "prometheus" / "targets"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    path = target_dir / f"{job}-{name}.json"
+    entry = [{"targets": [f"127.0.0.1:{port}"], "labels": {"job": job, "instance_name": name}}]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(entry))
+    tmp.replace(path)
+    return path

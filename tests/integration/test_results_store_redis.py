@@ -1,0 +1,70 @@
+"""The Redis result store and embedding cache against a real redis-server."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import redis
+
+from services.results.store import EmbeddingCache, RedisResultStore
+from twinstream.codec import result_to_json
+from twinstream.contracts import Candidate, Decision, MatchResult, Op, Rejection, RejectReason, SourceRef
+
+pytestmark = pytest.mark.integration
+
+
+def test_results_round_trip_by_request_id_and_expire(redis_url: str, unique_name: str) -> None:
+    store = RedisResultStore(redis.Redis.from_url(redis_url), ttl_s=1)
+    ok = MatchResult(
+        f"{unique_name}-1", Op.IDENTIFY, Decision.MATCH, tenant="t", subject="s", distance=0.1,
+        candidates=(Candidate("s", 0.1, 0.9),), source=SourceRef("topic", 2, 7),
+    )  # fmt: skip
+    bad = MatchResult.rejected(f"{unique_name}-2", Rejection(RejectReason.TOO_LARGE, "big"), op=Op.ENROLL)
+    store.put_many([ok, bad])
+    assert store.get(ok.request_id) == ok
+    assert store.get(bad.request_id) == bad
+    assert store.get(f"{unique_name}-missing") is None
+    time.sleep(1.2)
+    assert store.get(ok.request_id) is None
+
+
+def test_embedding_cache_is_keyed_by_model_version_and_digest(redis_url: str, unique_name: str) -> None:
+    cache = EmbeddingCache(redis.Redis.from_url(redis_url), ttl_s=60)
+    vecs = np.arange(6, dtype=np.float32).reshape(2, 3)
+    cache.put_many(unique_name, ["d1", "d2"], vecs)
+    got = cache.get_many(unique_name, ["d2", "nope", "d1"])
+    np.testing.assert_array_equal(got[0], vecs[1])
+    assert got[1] is None
+    np.testing.assert_array_equal(got[2], vecs[0])
+    assert cache.get_many(unique_name + "-other-version", ["d1"]) == [None]
+
+
+def test_batched_writes_survive_a_flushed_script_cache(redis_url: str, unique_name: str) -> None:
+    """The one-command batch write is a Lua script: after a Redis restart (script cache empty) it is
+    loaded again, and every key gets the TTL."""
+    client = redis.Redis.from_url(redis_url)
+    store = RedisResultStore(client, ttl_s=600)
+    cache = EmbeddingCache(client, ttl_s=60)
+    first = [MatchResult(f"{unique_name}-{i}", Op.ENROLL, Decision.ENROLLED) for i in range(3)]
+    store.put_many(first)
+    client.script_flush()
+    second = [MatchResult(f"{unique_name}-{i}", Op.ENROLL, Decision.DUPLICATE) for i in range(3, 5)]
+    store.put_many(second)
+    cache.put_many(unique_name, ["d1"], np.ones((1, 4), dtype=np.float32))
+    assert store.get_many([r.request_id for r in first + second]) == first + second
+    ttls = [client.ttl(f"twinstream:result:{r.request_id}") for r in first + second]
+    assert all(0 < t <= 600 for t in ttls)
+    assert 0 < client.ttl(f"twinstream:emb:{unique_name}:d1") <= 60
+    with pytest.raises(ValueError, match="digests"):
+        cache.put_many(unique_name, ["a", "b"], np.ones((1, 4), dtype=np.float32))
+
+
+def test_stored_results_are_the_one_json_document_of_a_result(redis_url: str, unique_name: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    store = RedisResultStore(client, ttl_s=60)
+    results = [MatchResult(f"{unique_name}-{i}", Op.IDENTIFY, Decision.UNKNOWN, tenant="t") for i in range(2)]
+    store.put_many(results)
+    assert client.get(f"twinstream:result:{unique_name}-0") == result_to_json(results[0])
+    assert store.get_many([r.request_id for r in results]) == results
