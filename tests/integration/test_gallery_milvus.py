@@ -9,10 +9,11 @@ import pytest
 
 from services.gallery.client import connect
 from services.gallery.milvus_gallery import MilvusGallery
-from services.gallery.names import collection_name, image_id
+from services.gallery.names import collection_name
 from services.gallery.schema import ensure_collection
 from services.matching.ports import Enrollment
 from twinstream.config import MilvusSettings
+from twinstream.names import image_id
 
 pytestmark = pytest.mark.integration
 DIM = 8
