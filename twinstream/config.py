@@ -152,12 +152,21 @@ class MetricsSettings(_Group):
     host: str = "127.0.0.1"  # interface the /metrics endpoints listen on (0.0.0.0 in containers)
 
 
+def default_data_dir() -> Path:
+    """The shared data sets: ``../shared/datasets`` beside the working directory, else beside the checkout."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        candidate = base.parent / "shared" / "datasets"
+        if candidate.is_dir():
+            return candidate
+    return Path("../shared/datasets")
+
+
 class PathsSettings(_Group):
     """Where state, models and data live."""
 
     state_dir: Path = Path(".twinstream")
     models_dir: Path = Path("models")
-    data_dir: Path = Path("../shared/datasets")
+    data_dir: Path = Field(default_factory=default_data_dir)
     maven_repo: Path = Field(
         Path.home() / ".cache" / "twinstream" / "m2",
         description="Maven local repository for the broker jars (kept across clones)",

@@ -10,9 +10,10 @@ from PIL import Image
 
 from training.datasets import load_dataset
 from training.splits import DatasetError, split_classes
+from twinstream.config import load_settings
 from twinstream.images.preprocess import preprocess
 
-DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+DATA_DIR = load_settings().datasets_dir  # TWINSTREAM_DATA_DIR, else ../shared/datasets
 
 
 def _classes(labels: np.ndarray) -> set[int]:
