@@ -91,7 +91,7 @@ def dlib_chips(dlib: ModuleType) -> tuple[np.ndarray, np.ndarray]:
             if found
             else dlib.rectangle(0, 0, rgb.shape[1] - 1, rgb.shape[0] - 1)
         )
-        assert bool(found) == ((person, image) in _DETECTED)
+        assert bool(found) == ((person, image) in _DETECTED), f"s{person}/{image}.pgm: detection changed"
         chip = dlib.get_face_chip(rgb, predictor(rgb, box), size=150, padding=0.25)
         chips.append(chip)
         descriptors.append(np.asarray(recognizer.compute_face_descriptor(chip)))
@@ -106,26 +106,26 @@ def test_raw_descriptors_match_dlib_on_aligned_att_faces(
         got = model.embed_chips(chips, raw=True).double().numpy()
     cosine = (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
     max_abs = float(np.abs(got - expected).max())
-    print(f"\nparity on {len(chips)} chips: min cosine {cosine.min():.12f}, max |diff| {max_abs:.3g}")
+    print(f"\nparity on {len(chips)} chips: min cosine {cosine.min():.15f}, max |diff| {max_abs:.3g}")
     assert cosine.min() >= 0.9999, f"cosines {np.round(cosine, 6)}"
     assert max_abs < 1e-4
 
 
-def test_output_is_unit_length_and_the_raw_descriptor_rescaled(
-    model: FaceResNet, dlib_chips: tuple[np.ndarray, np.ndarray]
-) -> None:
-    x = normalize_chips(dlib_chips[0][:6])
+def _random_chips(count: int) -> np.ndarray:
+    return np.random.default_rng(7).integers(0, 256, (count, 150, 150, 3), dtype=np.uint8)
+
+
+def test_output_is_unit_length_and_the_raw_descriptor_rescaled(model: FaceResNet) -> None:
+    x = normalize_chips(_random_chips(6))
     with torch.no_grad():
         unit, raw = model(x), model(x, raw=True)
     torch.testing.assert_close(unit.norm(dim=1), torch.ones(6))
     torch.testing.assert_close(unit, raw / raw.norm(dim=1, keepdim=True))
-    assert raw.norm(dim=1).min() > 1.1  # dlib's descriptors are not unit vectors
+    assert not torch.allclose(raw.norm(dim=1), torch.ones(6), atol=1e-2)  # dlib's own are not unit
 
 
-def test_descriptors_do_not_depend_on_the_batch(
-    model: FaceResNet, dlib_chips: tuple[np.ndarray, np.ndarray]
-) -> None:
-    x = normalize_chips(dlib_chips[0])
+def test_descriptors_do_not_depend_on_the_batch(model: FaceResNet) -> None:
+    x = normalize_chips(_random_chips(12))
     with torch.no_grad():
         batched = model(x, raw=True)
         alone = torch.cat([model(x[i : i + 1], raw=True) for i in range(4)])
@@ -135,7 +135,7 @@ def test_descriptors_do_not_depend_on_the_batch(
 
 
 def test_contiguous_and_channels_last_models_agree(resnet_path: Path, model: FaceResNet) -> None:
-    x = normalize_chips(torch.randint(0, 256, (3, 150, 150, 3), dtype=torch.uint8))
+    x = normalize_chips(_random_chips(3))
     with torch.no_grad():
         torch.testing.assert_close(
             load_face_resnet(resnet_path, channels_last=False)(x), model(x), atol=1e-5, rtol=0

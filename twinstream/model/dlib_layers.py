@@ -152,8 +152,9 @@ def _read_con(reader: DlibReader) -> Conv:
     expected = size + (num_filters if use_bias else 0)
     if params.size != expected:
         raise reader.error(f"con params hold {params.size} floats, filters and biases need {expected}")
-    bias = params[size:].copy() if use_bias else None
-    return Conv(params[:size].reshape(filters).copy(), bias, stride, padding, fused_relu)
+    # Views into ``params``, which the reader allocated for this layer alone: no copy needed.
+    bias = params[size:] if use_bias else None
+    return Conv(params[:size].reshape(filters), bias, stride, padding, fused_relu)
 
 
 def _read_affine(reader: DlibReader) -> Affine:
@@ -169,7 +170,7 @@ def _read_affine(reader: DlibReader) -> Affine:
     channels = gamma[1]
     if params.size != 2 * channels:
         raise reader.error(f"affine params hold {params.size} floats, expected {2 * channels}")
-    return Affine(params[:channels].copy(), params[channels:].copy(), disabled=False)
+    return Affine(params[:channels], params[channels:], disabled=False)
 
 
 def _read_relu(reader: DlibReader) -> Relu:

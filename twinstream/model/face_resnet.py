@@ -253,11 +253,12 @@ def _tensors_for(
     name: str, module: nn.Module, layer: Conv | Affine | FullyConnected
 ) -> dict[str, torch.Tensor]:
     if isinstance(module, nn.Conv2d) and isinstance(layer, Conv):
-        geometry = (tuple(module.stride), tuple(module.padding))  # type: ignore[arg-type]
-        if (layer.stride, layer.padding) != geometry or layer.bias is None or layer.fused_relu:
-            raise DlibFormatError(f"{name}: file has stride/padding {layer.stride}/{layer.padding}, "
-                                  f"bias {layer.bias is not None}, fused relu {layer.fused_relu}; "
-                                  f"model expects {geometry} with bias")  # fmt: skip
+        expected = (tuple(module.stride), tuple(module.padding), True, False)
+        found = (layer.stride, layer.padding, layer.bias is not None, layer.fused_relu)
+        if found != expected or layer.bias is None:
+            raise DlibFormatError(
+                f"{name}: (stride, padding, has bias, fused relu) is {found} in the file, {expected} here"
+            )
         return {"weight": torch.from_numpy(layer.weight), "bias": torch.from_numpy(layer.bias)}
     if isinstance(module, ChannelAffine) and isinstance(layer, Affine) and not layer.disabled:
         return {"weight": torch.from_numpy(layer.gamma), "bias": torch.from_numpy(layer.beta)}
