@@ -224,7 +224,7 @@ def test_provenance_records_hash_package_and_the_published_licence_statements(re
         record = weights_provenance(path)
         assert record["file"] == path.name
         assert record["size_bytes"] == path.stat().st_size
-        assert record["sha256_matches_upstream"] is True
+        assert record["sha256_matches_verified"] is True
         package = record["package"]
         assert package["version"] == importlib.metadata.version("face-recognition-models")
         assert package["record_sha256_matches"] is True

@@ -39,12 +39,17 @@ class Statement:
 
 @dataclass(frozen=True, slots=True)
 class Upstream:
-    """The published origin of one weight file."""
+    """The published origin of one weight file.
+
+    ``verified_sha256`` is the hash of the bytes this project's parity test ran with (both files take
+    part: the predictor aligns the chips, the network is compared with dlib's), as installed from
+    face-recognition-models 0.3.0. dlib-models publishes no hash of its own.
+    """
 
     model: str
     author: str
     origin: str
-    sha256: str
+    verified_sha256: str
     statements: tuple[Statement, ...]
 
 
@@ -71,7 +76,7 @@ _UPSTREAM: dict[str, Upstream] = {
         author="Davis King",
         origin=f"{_DLIB_MODELS}/blob/2a61575dd45d818271c085ff8cd747613a48f20d/"
         "dlib_face_recognition_resnet_model_v1.dat.bz2 (added 2017-02-11; also dlib.net/files)",
-        sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+        verified_sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
         statements=(
             _PUBLIC_DOMAIN,
             _REPO_LICENCE,
@@ -92,7 +97,7 @@ _UPSTREAM: dict[str, Upstream] = {
         author="Davis King",
         origin=f"{_DLIB_MODELS}/blob/4af9b776281dd7d6e2e30d4a2d40458b1e254e40/"
         "shape_predictor_5_face_landmarks.dat.bz2 (added 2017-09-15; also dlib.net/files)",
-        sha256="c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+        verified_sha256="c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
         statements=(
             _PUBLIC_DOMAIN,
             _REPO_LICENCE,
@@ -132,8 +137,9 @@ def weights_provenance(path: str | Path) -> dict[str, Any]:
 
     Keys: ``file``, ``sha256``, ``size_bytes``, ``package`` (distribution, version, licence metadata
     and LICENSE title as installed, ``record_sha256_matches``; None when the file is not the installed
-    package's), ``upstream`` (model, author, origin, published sha256 and quoted statements with their
-    sources; None for a file this module does not know) and ``sha256_matches_upstream``.
+    package's), ``upstream`` (model, author, origin, the verified sha256 and quoted statements with
+    their sources; None for a file this module does not know) and ``sha256_matches_verified`` (the
+    file is byte-identical to the one the parity test ran with).
     """
     path = Path(path).resolve()
     digest = hashlib.sha256()
@@ -148,7 +154,7 @@ def weights_provenance(path: str | Path) -> dict[str, Any]:
         "size_bytes": path.stat().st_size,
         "package": _package_record(path, sha256),
         "upstream": asdict(upstream) if upstream else None,
-        "sha256_matches_upstream": upstream is not None and upstream.sha256 == sha256,
+        "sha256_matches_verified": upstream is not None and upstream.verified_sha256 == sha256,
     }
 
 
