@@ -140,3 +140,19 @@ class DeadLetter(_message.Message):
     failed_at_ms: int
     worker: str
     def __init__(self, request_id: _Optional[str] = ..., error_reason: _Optional[str] = ..., error_detail: _Optional[str] = ..., source: _Optional[_Union[SourceRef, _Mapping]] = ..., failed_at_ms: _Optional[int] = ..., worker: _Optional[str] = ...) -> None: ...
+
+class EnrolmentRecord(_message.Message):
+    __slots__ = ("tenant", "subject", "content_type", "image", "enrolled_at_ms", "request_id")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ENROLLED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    subject: str
+    content_type: str
+    image: bytes
+    enrolled_at_ms: int
+    request_id: str
+    def __init__(self, tenant: _Optional[str] = ..., subject: _Optional[str] = ..., content_type: _Optional[str] = ..., image: _Optional[bytes] = ..., enrolled_at_ms: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
