@@ -42,11 +42,77 @@ class KafkaSettings(_Group):
         "than one batch per partition waits, so the 16 KiB default halves the produce rate",
     )
     bootstrap_timeout_ms: int = Field(10_000, ge=100)
+    # Raw images (and, in the DLQ, refused ones) are personal data: keep them only as long as a replay
+    # may need them. The erasure ledger (services.lifecycle.ledger) remembers an erased subject for the
+    # longer of the two, so a replay within retention cannot enrol the subject again.
+    images_retention_ms: int = Field(
+        3 * 24 * 3600 * 1000, ge=60_000, description="retention.ms of the images topic (raw images)"
+    )
+    dlq_retention_ms: int = Field(
+        7 * 24 * 3600 * 1000, ge=60_000, description="retention.ms of the DLQ (refused records, raw bytes)"
+    )
+    # The enrolment log: a compacted topic, key = image id, value = the image and its owner; a null
+    # value (tombstone) deletes an image. It is the source every model version's gallery is rebuilt from.
+    enrolments_topic: str = "twinstream.enrolments"
+    enrolments_retention_ms: int = Field(
+        -1,
+        ge=-1,
+        description="-1 (default): compact only, every live enrolment is kept. A positive value adds "
+        "cleanup.policy=delete: enrolments older than that are dropped and can no longer be re-indexed",
+    )
+    enrolments_retention_bytes: int = Field(
+        -1, ge=-1, description="largest size of one partition of the log (-1: unbounded; >0 adds delete)"
+    )
+    enrolments_segment_ms: int = Field(
+        24 * 3600 * 1000,
+        ge=100,
+        description="segment.ms: the active segment is never compacted, so a deleted image's record can "
+        "stay this long before the cleaner may see it",
+    )
+    enrolments_max_compaction_lag_ms: int = Field(
+        24 * 3600 * 1000,
+        ge=100,
+        description="max.compaction.lag.ms: a rolled segment is compacted within this, whatever its dirt",
+    )
+    enrolments_min_cleanable_dirty_ratio: float = Field(
+        0.1, gt=0, le=1, description="min.cleanable.dirty.ratio: compact once this share of the log is stale"
+    )
+    enrolments_delete_retention_ms: int = Field(
+        24 * 3600 * 1000,
+        ge=0,
+        description="delete.retention.ms: how long a tombstone outlives compaction; a re-index that pauses "
+        "longer must start again (twinstream models reindex --restart)",
+    )
     # Local broker only (the stack): listener and KRaft controller ports.
     port: Port = 19092  # local broker client port
     controller_port: Port = 19093  # local broker KRaft controller port
     version: str = Field("4.1.1", description="org.apache.kafka:kafka_2.13 version the stack runs")
     heap: str = Field("512m", description="broker JVM heap (-Xmx) for the local stack")
+
+    def topic_configs(self) -> dict[str, dict[str, str]]:
+        """Per topic we create, the configs it is created with (``max.message.bytes`` for all)."""
+        size = {"max.message.bytes": str(self.max_message_bytes)}
+        deleting = self.enrolments_retention_ms > 0 or self.enrolments_retention_bytes > 0
+        return {
+            self.images_topic: {**size, "retention.ms": str(self.images_retention_ms)},
+            self.results_topic: dict(size),
+            self.dlq_topic: {**size, "retention.ms": str(self.dlq_retention_ms)},
+            self.enrolments_topic: {
+                **size,
+                "cleanup.policy": "compact,delete" if deleting else "compact",
+                "retention.ms": str(self.enrolments_retention_ms),
+                "retention.bytes": str(self.enrolments_retention_bytes),
+                "segment.ms": str(self.enrolments_segment_ms),
+                "max.compaction.lag.ms": str(self.enrolments_max_compaction_lag_ms),
+                "min.cleanable.dirty.ratio": str(self.enrolments_min_cleanable_dirty_ratio),
+                "delete.retention.ms": str(self.enrolments_delete_retention_ms),
+            },
+        }
+
+    @property
+    def raw_image_retention_s(self) -> int:
+        """The longest time a raw image may still be replayed from a topic (images or DLQ), in seconds."""
+        return max(self.images_retention_ms, self.dlq_retention_ms) // 1000
 
 
 class RedisSettings(_Group):
@@ -135,6 +201,30 @@ class IngestSettings(_Group):
     retry_max_s: float = Field(15.0, gt=0)
 
 
+class LifecycleSettings(_Group):
+    """Model versions: re-index by replaying the enrolment log, switching versions, erasure."""
+
+    reindex_batch: int = Field(256, ge=1, le=8192, description="log records per re-index batch (one commit)")
+    reindex_threads: int = Field(1, ge=1, description="torch threads of an in-process re-index")
+    reindex_group_prefix: str = Field(
+        "twinstream-reindex", description="consumer group of a version's re-index: <prefix>-<version>"
+    )
+    switch_grace_s: float = Field(
+        2.0,
+        ge=0,
+        description="after a switch, wait this long (a batch's time under the old pointer) before the "
+        "last catch-up of the new version from the log",
+    )
+    ledger_key: str = Field(
+        "",
+        description="secret HMAC key for the erasure ledger's subject hashes (empty: plain SHA-256, "
+        "which a guessed name can be checked against)",
+    )
+    ledger_margin_s: int = Field(
+        3600, ge=0, description="the ledger outlives the raw images' retention by this much"
+    )
+
+
 class LimitsSettings(_Group):
     """Input safety: what an image may be before it is decoded."""
 
@@ -189,6 +279,7 @@ class Settings(BaseSettings):
     ray: RaySettings = Field(default_factory=RaySettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     paths: PathsSettings = Field(default_factory=PathsSettings)
