@@ -71,3 +71,53 @@ class EmbeddingCache(Protocol):
     def put_many(self, model_version: str, digests: Sequence[str], vectors: np.ndarray) -> None:
         """Cache one vector per digest."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEnrolment:
+    """One enrolment as the enrolment log keeps it: enough to enrol the image again with another model.
+
+    Attributes:
+        image_id: The deterministic id (`twinstream.names.image_id`): the log's key and the gallery's.
+        tenant: Gallery namespace.
+        subject: Who the image shows.
+        image: The original image bytes (a new model pre-processes them for its own input spec).
+        content_type: Of ``image``, as the producer declared it ("" when unknown).
+        enrolled_at_ms: When the enrolment was accepted (epoch milliseconds).
+        request_id: The request that enrolled it (for tracing; "" when unknown).
+    """
+
+    image_id: str
+    tenant: str
+    subject: str
+    image: bytes
+    content_type: str = ""
+    enrolled_at_ms: int = 0
+    request_id: str = ""
+
+
+class EnrolmentLog(Protocol):
+    """The durable record of every enrolled image, from which any model version's gallery is rebuilt.
+
+    The pipeline appends after the gallery write succeeded (a crash in between is healed by the replay,
+    which enrols again and appends again: appends are idempotent by image id) and tombstones before it
+    deletes from the gallery (write-ahead: a crash in between leaves the tombstone, and the replayed
+    delete finds the rows again). Both calls block until the broker acknowledged every record and raise
+    when it did not (a dependency failure: the caller retries the batch).
+    """
+
+    def append(self, entries: Sequence[LoggedEnrolment]) -> None:
+        """Record enrolments (each keyed by its image id; a later record of the same id replaces it)."""
+        ...
+
+    def tombstone(self, image_ids: Sequence[str]) -> None:
+        """Record that these image ids are deleted (compaction then drops their records)."""
+        ...
+
+
+class ErasureLedger(Protocol):
+    """Which subjects were erased, and when: an enrolment recorded before that time must be refused."""
+
+    def erased_before(self, keys: Sequence[SubjectKey]) -> dict[SubjectKey, int]:
+        """Erasure time (epoch ms) of each erased (tenant, subject) among ``keys``; others are absent."""
+        ...
