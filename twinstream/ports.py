@@ -50,6 +50,9 @@ class ResultSink(Protocol):
 
 
 class ResultStore(ResultSink, Protocol):
-    """A result sink that is read back by request id (a replayed request is answered from it)."""
+    """A result sink that is read back by (tenant, request id) (a replayed request is answered from it).
 
-    def get_many(self, request_ids: Sequence[str]) -> list[MatchResult | None]: ...
+    Request ids are the producers' own, so they are unique only within a tenant.
+    """
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> list[MatchResult | None]: ...
