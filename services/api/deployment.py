@@ -235,7 +235,7 @@ class PipelineDeployment:
     @app.get("/v1/results/{request_id}")
     async def get_result(self, request_id: str, tenant: Tenant) -> Response:
         """A stored result by request id (HTTP or stream); another tenant's result is not found."""
-        result = await asyncio.to_thread(self._results.get, request_id)
+        result = await asyncio.to_thread(self._results.get, tenant, request_id)
         if result is None or result.tenant != tenant:
             raise ApiError(404, ApiReason.NOT_FOUND, f"no result {request_id[:64]!r} for this tenant")
         return Response(result_to_json(result), media_type="application/json")

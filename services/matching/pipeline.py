@@ -170,7 +170,7 @@ class MatchingPipeline:
         """Per request, the result already stored under its id for the same request, else None."""
         if self._results is None or not requests:
             return [None] * len(requests)
-        stored = await asyncio.to_thread(self._results.get_many, [r.request_id for r in requests])
+        stored = await asyncio.to_thread(self._results.get_many, [(r.tenant, r.request_id) for r in requests])
         return [
             found if found is not None and _same_request(found, request) else None
             for request, found in zip(requests, stored, strict=True)
