@@ -95,6 +95,76 @@ class MilvusGallery:
             self._after_write(len(new_rows))
         return fresh
 
+    def upsert(self, items: Sequence[Enrollment], enrolled_at_ms: Sequence[int]) -> None:
+        """Write rows as given, replacing any row with the same id (a re-index: no existence check)."""
+        if len(items) != len(enrolled_at_ms):
+            raise ValueError(f"{len(items)} items for {len(enrolled_at_ms)} enrolment times")
+        if not items:
+            return
+        rows = [
+            {
+                "id": item.image_id,
+                "tenant": item.tenant,
+                "subject": item.subject,
+                "vector": np.asarray(item.vector, dtype=np.float32).tolist(),
+                "enrolled_at": int(at),
+            }
+            for item, at in zip(items, enrolled_at_ms, strict=True)
+        ]
+        self._client.upsert(self.collection, rows)
+        self._after_write(len(rows))
+
+    def delete_ids(self, image_ids: Sequence[str]) -> dict[str, int]:
+        """Delete rows by image id; return how many were removed per tenant (absent ids count nothing)."""
+        removed: dict[str, int] = {}
+        unique = list(dict.fromkeys(image_ids))
+        for start in range(0, len(unique), QUERY_LIMIT):
+            chunk = unique[start : start + QUERY_LIMIT]
+            rows = self._client.query(
+                self.collection, filter=ids_filter(chunk), output_fields=["id", "tenant"], limit=QUERY_LIMIT
+            )
+            for row in rows:
+                removed[str(row["tenant"])] = removed.get(str(row["tenant"]), 0) + 1
+            if rows:
+                self._client.delete(self.collection, ids=[str(row["id"]) for row in rows])
+        return removed
+
+    def image_ids_of(self, keys: Sequence[SubjectKey]) -> dict[SubjectKey, list[str]]:
+        """The image ids enrolled for each (tenant, subject); absent keys have no entry."""
+        if not keys:
+            return {}
+        found: dict[SubjectKey, list[str]] = {}
+        iterator = self._client.query_iterator(
+            self.collection, batch_size=1000, filter=subjects_filter(keys),
+            output_fields=["id", "tenant", "subject"],
+        )  # fmt: skip
+        try:
+            while batch := iterator.next():
+                for row in batch:
+                    found.setdefault((str(row["tenant"]), str(row["subject"])), []).append(str(row["id"]))
+        finally:
+            iterator.close()
+        return found
+
+    def count(self, keys: Sequence[SubjectKey] = ()) -> int:
+        """Rows in the collection, or only those of the given (tenant, subject) pairs (Milvus count(*))."""
+        expr = subjects_filter(keys) if keys else ""
+        rows = self._client.query(self.collection, filter=expr, output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def all_ids(self) -> set[str]:
+        """Every image id in the collection (read page by page)."""
+        ids: set[str] = set()
+        iterator = self._client.query_iterator(
+            self.collection, batch_size=QUERY_LIMIT, filter="", output_fields=["id"]
+        )
+        try:
+            while batch := iterator.next():
+                ids.update(str(row["id"]) for row in batch)
+        finally:
+            iterator.close()
+        return ids
+
     def vectors_of(self, keys: Sequence[SubjectKey]) -> dict[SubjectKey, np.ndarray]:
         """Every enrolled vector of each (tenant, subject), in one query; absent keys have no entry."""
         if not keys:

@@ -42,6 +42,10 @@ class GalleryStore(Gallery, Protocol):
         """Up to ``limit`` (image id, subject, vector) rows of one tenant."""
         ...
 
+    def image_ids_of(self, keys: Sequence[SubjectKey]) -> dict[SubjectKey, list[str]]:
+        """The image ids enrolled for each (tenant, subject)."""
+        ...
+
 
 class Generations(Protocol):
     """Per-tenant write counters shared by every replica (Redis in production)."""
@@ -210,6 +214,10 @@ class MirroredGallery:
 
     def subjects(self, tenant: str) -> dict[str, int]:
         return self._store.subjects(tenant)
+
+    def image_ids_of(self, keys: Sequence[SubjectKey]) -> dict[SubjectKey, list[str]]:
+        """Asked of Milvus (the mirror holds only tenants it served): what a delete must tombstone."""
+        return self._store.image_ids_of(keys)
 
     def flush(self) -> None:
         self._store.flush()

@@ -121,3 +121,11 @@ class ErasureLedger(Protocol):
     def erased_before(self, keys: Sequence[SubjectKey]) -> dict[SubjectKey, int]:
         """Erasure time (epoch ms) of each erased (tenant, subject) among ``keys``; others are absent."""
         ...
+
+
+class ImageIdLookup(Protocol):
+    """A gallery that names the image ids of a subject (what a delete tombstones in the enrolment log)."""
+
+    def image_ids_of(self, keys: Sequence[SubjectKey]) -> dict[SubjectKey, list[str]]:
+        """The image ids enrolled for each (tenant, subject); absent keys have no entry."""
+        ...

@@ -148,3 +148,22 @@ def test_two_replicas_mirrors_agree_with_milvus_through_redis_generations(
     assert a.delete([("t", "s1")]) == {("t", "s1"): 3}
     assert "s1" not in {h.subject for row in b.search("t", queries, 4) for h in row}
     assert b.search("t", vecs[:1], 1)[0][0].distance == pytest.approx(0.0, abs=1e-3)
+
+
+def test_reindex_writes_upsert_by_id_delete_by_id_and_count_exactly(gallery: MilvusGallery) -> None:
+    rng = np.random.default_rng(3)
+    vecs = _unit(rng, 4)
+    items = [Enrollment(image_id("a", f"s{i % 2}", f"d{i}"), "a", f"s{i % 2}", vecs[i]) for i in range(3)]
+    items.append(Enrollment(image_id("b", "s0", "d3"), "b", "s0", vecs[3]))
+    gallery.upsert(items, [1, 2, 3, 4])
+    gallery.upsert(items[:2], [5, 6])  # a resumed re-index writes the same ids again: still one row each
+    gallery.flush()
+    assert gallery.count() == 4
+    assert gallery.count([("a", "s0")]) == 2
+    assert gallery.all_ids() == {item.image_id for item in items}
+    ids = gallery.image_ids_of([("a", "s0"), ("a", "nobody")])
+    assert {k: sorted(v) for k, v in ids.items()} == {
+        ("a", "s0"): sorted([items[0].image_id, items[2].image_id])
+    }
+    assert gallery.delete_ids([items[0].image_id, items[3].image_id, "0" * 32]) == {"a": 1, "b": 1}
+    assert gallery.count() == 2
