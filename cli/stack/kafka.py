@@ -125,6 +125,5 @@ class KafkaBroker(Component):
         from cli.stack.kafka_admin import ensure_topics
 
         k = self.settings.kafka
-        ensure_topics(
-            self.settings, {t: k.partitions for t in (k.images_topic, k.results_topic, k.dlq_topic)}
-        )
+        topics = (k.images_topic, k.results_topic, k.dlq_topic, k.enrolments_topic)
+        ensure_topics(self.settings, dict.fromkeys(topics, k.partitions))

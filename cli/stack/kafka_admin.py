@@ -6,15 +6,22 @@ import contextlib
 import uuid
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from twinstream.config import Settings
 
 
 def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
-    """Create each missing topic with its partition count; existing topics are left as they are."""
+    """Create each missing topic with its partition count and configs; align existing topics' configs.
+
+    Configs come from `KafkaSettings.topic_configs` for the topics the settings name (images and DLQ
+    retention, the enrolment log's compaction), else ``max.message.bytes`` only. An existing topic keeps
+    its partitions, and has those configs set again (an incremental alter: other configs stay), so a
+    changed retention setting reaches a running stack on its next ``stack up``.
+    """
     k = settings.kafka
+    known = k.topic_configs()
     admin = KafkaAdminClient(
         bootstrap_servers=k.bootstrap,
         client_id="twinstream-stack",
@@ -22,20 +29,22 @@ def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
     )
     try:
         existing = set(admin.list_topics())
+        configs = {name: known.get(name, {"max.message.bytes": str(k.max_message_bytes)}) for name in topics}
         wanted = [
-            NewTopic(
-                name,
-                num_partitions=partitions,
-                replication_factor=1,
-                topic_configs={"max.message.bytes": str(k.max_message_bytes)},
-            )
+            NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=configs[name])
             for name, partitions in topics.items()
             if name not in existing
         ]
         if wanted:
             # A concurrent creator winning leaves the topic existing, as wanted.
             with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics(wanted, timeout_ms=30_000)
+                admin.create_topics(wanted, timeout_ms=30_000, wait_for_metadata=True)
+        present = [name for name in topics if name in existing and name in known]
+        if present:
+            admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name, configs=configs[name]) for name in present],
+                incremental=True,
+            )
     finally:
         admin.close()
 
