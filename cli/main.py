@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.commands import serve, stack, stream, system, train
+from cli.commands import models, serve, stack, stream, system, train
 from cli.report import report_command
 
 app = typer.Typer(
@@ -18,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(stack.app, name="stack")
-for group in (system, train, serve, stream):
+for group in (system, train, serve, stream, models):
     group.register(app)
 app.command("report")(report_command)
 

@@ -1,15 +1,16 @@
 """The model-version registry in Redis: which versions exist, how far each was re-indexed, which is live.
 
-Keys (every process that serves, re-indexes or switches reads these):
+Keys, per deployment namespace ``<ns>`` (its Milvus collection prefix, ``milvus.collection_prefix``, so
+deployments sharing one Redis, such as test apps, never see each other's pointers):
 
-- ``twinstream:models:versions`` — SET of registered version ids.
-- ``twinstream:models:version:<version>`` — HASH: ``artifact`` (artifact directory), ``collection``
+- ``twinstream:models:<ns>:versions`` — SET of registered version ids.
+- ``twinstream:models:<ns>:version:<version>`` — HASH: ``artifact`` (artifact directory), ``collection``
   (its Milvus collection), ``dim``, ``registered_at_ms``, ``complete`` (``1`` once a re-index reached the
   log's end), ``caught_up_at_ms``, ``offsets`` (JSON ``{partition: next offset}`` the re-index committed),
   ``gallery_size`` (rows when it last caught up), ``images_per_s`` (of its last re-index run).
-- ``twinstream:models:live`` — STRING: the version that answers requests. The serving side reads it
-  once per batch (`live_version`), so every request of a batch is answered by one version end to end.
-- ``twinstream:models:previous`` — STRING: the version that was live before (what ``rollback`` returns to).
+- ``twinstream:models:<ns>:live`` — STRING: the version that answers requests. The serving side reads
+  it once per batch (`live_version`), so every request of a batch is answered by one version end to end.
+- ``twinstream:models:<ns>:previous`` — STRING: the version live before (what ``rollback`` returns to).
 
 `set_live` moves both pointers in one Lua script, so no reader ever sees a half-made switch.
 """
@@ -23,10 +24,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-VERSIONS_KEY = "twinstream:models:versions"
-VERSION_PREFIX = "twinstream:models:version:"
-LIVE_KEY = "twinstream:models:live"
-PREVIOUS_KEY = "twinstream:models:previous"
+from twinstream.config import Settings
 
 #: previous := live, live := version, atomically; a no-op when ``version`` is live already.
 _SET_LIVE = """
@@ -42,27 +40,57 @@ return current
 """
 
 
+@dataclass(frozen=True, slots=True)
+class RegistryKeys:
+    """The registry's Redis keys for one deployment namespace (its Milvus collection prefix)."""
+
+    namespace: str = "twinstream"
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> RegistryKeys:
+        return cls(settings.milvus.collection_prefix)
+
+    @property
+    def versions(self) -> str:
+        return f"twinstream:models:{self.namespace}:versions"
+
+    @property
+    def live(self) -> str:
+        return f"twinstream:models:{self.namespace}:live"
+
+    @property
+    def previous(self) -> str:
+        return f"twinstream:models:{self.namespace}:previous"
+
+    def version(self, version: str) -> str:
+        return f"twinstream:models:{self.namespace}:version:{version}"
+
+
+#: The keys of the default deployment (collection prefix ``twinstream``).
+DEFAULT_KEYS = RegistryKeys()
+
+
 def _text(raw: bytes | str | None) -> str | None:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-def live_version(client: redis.Redis) -> str | None:
+def live_version(client: redis.Redis, keys: RegistryKeys = DEFAULT_KEYS) -> str | None:
     """The live version, or None before any switch (one GET: cheap enough for every batch)."""
-    return _text(client.get(LIVE_KEY))  # type: ignore[arg-type]
+    return _text(client.get(keys.live))  # type: ignore[arg-type]
 
 
-def previous_version(client: redis.Redis) -> str | None:
+def previous_version(client: redis.Redis, keys: RegistryKeys = DEFAULT_KEYS) -> str | None:
     """The version that was live before the current one, or None."""
-    return _text(client.get(PREVIOUS_KEY))  # type: ignore[arg-type]
+    return _text(client.get(keys.previous))  # type: ignore[arg-type]
 
 
-def set_live(client: redis.Redis, version: str) -> str | None:
+def set_live(client: redis.Redis, version: str, keys: RegistryKeys = DEFAULT_KEYS) -> str | None:
     """Make ``version`` live; the version live until now becomes the previous one. Atomic.
 
     Returns:
         The version that was live before (None if none was), or ``version`` itself if it already was.
     """
-    return _text(client.eval(_SET_LIVE, 2, LIVE_KEY, PREVIOUS_KEY, version))  # type: ignore[arg-type]
+    return _text(client.eval(_SET_LIVE, 2, keys.live, keys.previous, version))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,21 +131,22 @@ class ModelRegistry:
 
     Args:
         client: A redis-py client (built by the process's composition root).
+        keys: The deployment's keys (`RegistryKeys.for_settings`).
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, keys: RegistryKeys = DEFAULT_KEYS) -> None:
         self._client = client
+        self.keys = keys
 
-    @staticmethod
-    def key(version: str) -> str:
-        return VERSION_PREFIX + version
+    def key(self, version: str) -> str:
+        return self.keys.version(version)
 
     def register(self, version: str, artifact: str, collection: str, dim: int) -> VersionEntry:
         """Add a version (or update where its artifact lives); its re-index progress is kept."""
         pipe = self._client.pipeline(transaction=True)
         pipe.hset(self.key(version), mapping={"artifact": artifact, "collection": collection, "dim": dim})
         pipe.hsetnx(self.key(version), "registered_at_ms", int(time.time() * 1000))
-        pipe.sadd(VERSIONS_KEY, version)
+        pipe.sadd(self.keys.versions, version)
         pipe.execute()
         entry = self.get(version)
         assert entry is not None
@@ -130,7 +159,7 @@ class ModelRegistry:
 
     def versions(self) -> list[VersionEntry]:
         """Every registered version, oldest first."""
-        names = sorted(_text(v) or "" for v in self._client.smembers(VERSIONS_KEY))  # type: ignore[union-attr]
+        names = sorted(_text(v) or "" for v in self._client.smembers(self.keys.versions))  # type: ignore[union-attr]
         entries = [e for name in names if (e := self.get(name)) is not None]
         return sorted(entries, key=lambda e: (e.registered_at_ms, e.version))
 

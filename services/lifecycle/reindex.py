@@ -37,7 +37,7 @@ from services.gallery.names import collection_name
 from services.gallery.schema import ensure_collection
 from services.lifecycle.enrolment_log import EnrolmentLogReader, build_log_consumer
 from services.lifecycle.offsets import LogOffsets, build_admin, reindex_group
-from services.lifecycle.registry import ModelRegistry
+from services.lifecycle.registry import ModelRegistry, RegistryKeys
 from services.lifecycle.replay import BatchDone, Reindexer, ReindexReport
 from twinstream.config import Settings, load_settings
 
@@ -64,7 +64,7 @@ def reindex_session(
     group = reindex_group(settings, manifest.version)
     rds = redis.Redis.from_url(settings.redis.url)
     milvus = connect_milvus(settings.milvus.uri, settings.milvus.token)
-    registry = ModelRegistry(rds)
+    registry = ModelRegistry(rds, RegistryKeys.for_settings(settings))
     consumer = build_log_consumer(settings.kafka, group_id=group, client_id=f"reindex-{manifest.version}")
     try:
         reader = EnrolmentLogReader(consumer, settings.kafka.enrolments_topic)

@@ -39,17 +39,8 @@ from twinstream.images.prepared import prepare
 from twinstream.images.preprocess import normalize
 from twinstream.model.artifact import load_artifact
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.system
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two small digits towers (different seeds: different vectors for the same image)."""
-    from training.quick import train_quick
-
-    out = tmp_path_factory.mktemp("models")
-    return train_quick(out, "digits", epochs=3, seed=0), train_quick(out, "digits", epochs=3, seed=1)
 
 
 @pytest.fixture

@@ -1,0 +1,129 @@
+"""Erasure of one (tenant, subject) from every store that holds something of it.
+
+In this order, so that a crash part way leaves nothing that brings the subject back:
+
+1. the erasure ledger (`services.lifecycle.ledger`): from now on a replayed enrol record of the subject
+   is refused, whatever happens below;
+2. tombstones in the enrolment log for every image id of the subject (from every collection, the
+   digest index and a scan of the log): no re-index of any version can bring it back, and compaction
+   then drops its images from the log;
+3. its rows in every version's collection (registered versions, the active one, and every collection
+   with this deployment's prefix), each followed by a bump of that collection's mirror generation for
+   the tenant, so every replica reloads the tenant on its next batch;
+4. stored results that name it (as the subject or as a candidate), found through the result index;
+5. cached embeddings of its images (digests from the index and the log) under every known version;
+6. the index sets themselves.
+
+Raw images on the images topic and the DLQ are not touched: they expire with the topics' retention, and
+the ledger refuses them meanwhile. ``services.lifecycle.erasure_check`` proves, store by store, what is left.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from services.gallery.milvus_gallery import MilvusGallery
+from services.gallery.mirror import RedisGenerations
+from services.gallery.names import collection_name
+from services.lifecycle.clients import LifecycleClients
+from services.lifecycle.enrolment_log import EnrolmentLogReader
+from services.lifecycle.ledger import RedisErasureLedger
+from services.results.store import ACTIVE_MODEL_KEY, EmbeddingCache, SubjectIndex, delete_results_naming
+from twinstream.images.decode import image_digest
+from twinstream.names import check_name, image_id
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReport:
+    """What an erasure removed, and the generations it moved (``collection → (before, after)``)."""
+
+    tenant: str
+    subject: str
+    erased_at_ms: int
+    collections: dict[str, int]
+    generations: dict[str, tuple[int, int]]
+    image_ids: tuple[str, ...]
+    digests: tuple[str, ...]
+    results_deleted: int
+    embeddings_deleted: int
+
+
+def known_versions(clients: LifecycleClients) -> list[str]:
+    """Registered versions, plus the version the Serve app last said it serves."""
+    versions = {entry.version for entry in clients.registry.versions()}
+    active = clients.redis.get(ACTIVE_MODEL_KEY)
+    if active:
+        versions.add(active.decode() if isinstance(active, bytes) else str(active))
+    return sorted(versions)
+
+
+def target_collections(clients: LifecycleClients) -> list[str]:
+    """Every collection that may hold the subject: known versions' and any with this deployment's prefix."""
+    prefix = clients.settings.milvus.collection_prefix
+    names = {entry.collection for entry in clients.registry.versions()}
+    names |= {collection_name(prefix, v) for v in known_versions(clients)}
+    names |= {c for c in clients.milvus.list_collections() if c.startswith(f"{prefix}_")}
+    return sorted(name for name in names if clients.milvus.has_collection(name))
+
+
+def logged_images(reader: EnrolmentLogReader, tenant: str, subject: str) -> tuple[dict[str, str], set[str]]:
+    """A scan of the whole log for one subject: every image id of it seen (→ image digest), and those live.
+
+    Streams the log a batch at a time (memory stays at one batch), since it holds every enrolled image.
+    """
+    seen: dict[str, str] = {}
+    live: set[str] = set()
+    for batch in reader.batches():
+        for event in batch.events:
+            enrolment = event.enrolment
+            if enrolment is None:
+                live.discard(event.image_id)
+            elif (enrolment.tenant, enrolment.subject) == (tenant, subject):
+                seen[event.image_id] = image_digest(enrolment.image)
+                live.add(event.image_id)
+    return seen, live
+
+
+def erase_subject(
+    clients: LifecycleClients, tenant: str, subject: str, *, now_ms: int | None = None, scan_log: bool = True
+) -> ErasureReport:
+    """Erase ``subject`` of ``tenant`` everywhere (see the module docstring); idempotent.
+
+    Raises:
+        twinstream.contracts.InputError: If the tenant or subject is not a valid id.
+        Exception: Whatever a store raises when it is down (nothing is half-forgotten: run it again).
+    """
+    check_name("tenant", tenant)
+    check_name("subject", subject)
+    settings, key = clients.settings, (tenant, subject)
+    erased_at = now_ms if now_ms is not None else int(time.time() * 1000)
+    RedisErasureLedger.from_settings(clients.redis, settings).record(tenant, subject, erased_at)
+    collections = target_collections(clients)
+    galleries = {name: MilvusGallery(clients.milvus, name) for name in collections}
+    index = SubjectIndex(clients.redis)
+    digests = index.digests(tenant, subject)
+    ids = {image_id(tenant, subject, d) for d in digests}
+    for gallery in galleries.values():
+        ids.update(gallery.image_ids_of([key]).get(key, []))
+    if scan_log:
+        seen, _ = logged_images(clients.reader, tenant, subject)
+        ids.update(seen)
+        digests.update(seen.values())
+    clients.log.tombstone(sorted(ids))
+    removed: dict[str, int] = {}
+    generations: dict[str, tuple[int, int]] = {}
+    for name, gallery in galleries.items():
+        counter = RedisGenerations(clients.redis, name)
+        before = counter.current([tenant])[tenant]
+        removed[name] = gallery.delete([key])[key]
+        gallery.flush()
+        generations[name] = (before, counter.bump(tenant))
+    results = delete_results_naming(clients.redis, tenant, subject, index.result_ids(tenant, subject))
+    cache = EmbeddingCache(clients.redis, settings.redis.cache_ttl_s)
+    embeddings = cache.delete_digests(digests, known_versions(clients))
+    index.drop(tenant, subject)
+    return ErasureReport(
+        tenant, subject, erased_at, removed, generations, tuple(sorted(ids)), tuple(sorted(digests)),
+        results, embeddings,
+    )  # fmt: skip

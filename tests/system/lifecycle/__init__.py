@@ -1,0 +1,1 @@
+"""System tests of the model lifecycle: enrolment log, re-index, switch, erasure (Kafka, Milvus, Redis)."""
