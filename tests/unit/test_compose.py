@@ -82,6 +82,16 @@ def test_topics_created_by_compose_match_the_settings():
     assert f"--partitions {k.partitions}" in command
 
 
+def test_compose_creates_every_topic_with_the_configs_of_the_settings():
+    command = " ".join(SERVICES["kafka-init"]["command"])
+    for topic, configs in Settings().kafka.topic_configs().items():
+        created = re.search(rf"topic {re.escape(topic)}(?: --config [^ &]+)*", command)
+        assert created, f"compose does not create {topic}"
+        stated = dict(c.split("=", 1) for c in re.findall(r"--config ([^ &]+)", created.group(0)))
+        stated["max.message.bytes"] = re.search(r"max\.message\.bytes=(\d+)", command).group(1)  # type: ignore[union-attr]
+        assert stated == configs, topic
+
+
 def test_prometheus_scrapes_compose_services():
     prom = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
     hosts = {
