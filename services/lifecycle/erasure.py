@@ -10,7 +10,8 @@ In this order, so that a crash part way leaves nothing that brings the subject b
 3. its rows in every version's collection (registered versions, the active one, and every collection
    with this deployment's prefix), each followed by a bump of that collection's mirror generation for
    the tenant, so every replica reloads the tenant on its next batch;
-4. stored results that name it (as the subject or as a candidate), found through the result index;
+4. stored results that name it (as the subject or as a candidate), found through the result index and
+   a scan of the tenant's results;
 5. cached embeddings of its images (digests from the index and the log) under every known version;
 6. the index sets themselves.
 
@@ -29,7 +30,13 @@ from services.gallery.names import collection_name
 from services.lifecycle.clients import LifecycleClients
 from services.lifecycle.enrolment_log import EnrolmentLogReader
 from services.lifecycle.ledger import RedisErasureLedger
-from services.results.store import ACTIVE_MODEL_KEY, EmbeddingCache, SubjectIndex, delete_results_naming
+from services.results.store import (
+    ACTIVE_MODEL_KEY,
+    EmbeddingCache,
+    SubjectIndex,
+    delete_results_naming,
+    scan_results_naming,
+)
 from twinstream.images.decode import image_digest
 from twinstream.names import check_name, image_id
 
@@ -86,9 +93,25 @@ def logged_images(reader: EnrolmentLogReader, tenant: str, subject: str) -> tupl
 
 
 def erase_subject(
-    clients: LifecycleClients, tenant: str, subject: str, *, now_ms: int | None = None, scan_log: bool = True
+    clients: LifecycleClients,
+    tenant: str,
+    subject: str,
+    *,
+    now_ms: int | None = None,
+    scan_log: bool = True,
+    scan_results: bool = True,
 ) -> ErasureReport:
     """Erase ``subject`` of ``tenant`` everywhere (see the module docstring); idempotent.
+
+    Args:
+        clients: Connected clients of this deployment.
+        tenant: The subject's tenant.
+        subject: The subject to erase.
+        now_ms: The erasure time recorded in the ledger (default: now).
+        scan_log: Also read the whole enrolment log for the subject's image ids and digests (complete
+            even where the gallery or the digest index missed an image; one pass over the log).
+        scan_results: Also SCAN the tenant's stored results for ones naming the subject (complete even
+            for results stored without the index; one pass over the keyspace).
 
     Raises:
         twinstream.contracts.InputError: If the tenant or subject is not a valid id.
@@ -119,7 +142,10 @@ def erase_subject(
         removed[name] = gallery.delete([key])[key]
         gallery.flush()
         generations[name] = (before, counter.bump(tenant))
-    results = delete_results_naming(clients.redis, tenant, subject, index.result_ids(tenant, subject))
+    named = index.result_ids(tenant, subject)
+    if scan_results:  # results stored unindexed (before the index, or with it off) are found too
+        named.update(scan_results_naming(clients.redis, tenant, subject))
+    results = delete_results_naming(clients.redis, tenant, subject, named)
     cache = EmbeddingCache(clients.redis, settings.redis.cache_ttl_s)
     embeddings = cache.delete_digests(digests, known_versions(clients))
     index.drop(tenant, subject)
