@@ -64,6 +64,14 @@ def _train_ratios(d: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def _reindex_ratios(d: dict[str, Any]) -> dict[str, float]:
+    return {
+        f"reindex ({d['dataset']}): re-index / raw forward, images/s": float(
+            d["ratio_reindex_to_raw_forward"]
+        )
+    }
+
+
 #: Each name runs one or more scripts. The stream runs twice: the 16x16 digits tower (cheapest forward,
 #: so the pipeline's own cost shows most) and a 56x46 face tower (the attendance use case).
 BENCHMARKS: dict[str, tuple[Benchmark, ...]] = {
@@ -82,6 +90,14 @@ BENCHMARKS: dict[str, tuple[Benchmark, ...]] = {
             ("stream", "--dataset", "att-faces", "--images", "10000"),
             "stream-*-att-faces.json",
             _stream_ratios,
+        ),
+    ),
+    "reindex": (
+        Benchmark(
+            "reindex",
+            ("reindex", "--dataset", "att-faces", "--images", "2000"),
+            "reindex-*-att-faces.json",
+            _reindex_ratios,
         ),
     ),
     "train": (

@@ -45,7 +45,7 @@ def demo(
 
 @app.command("bench")
 def bench(
-    which: Annotated[str, typer.Argument(help="serve | stream | train | all")] = "all",
+    which: Annotated[str, typer.Argument(help="serve | stream | reindex | train | all")] = "all",
 ) -> None:
     """Run the benchmarks one after another; print and save their same-run ratios (runs/bench/)."""
     from rich.table import Table
@@ -54,7 +54,7 @@ def bench(
 
     names = list(BENCHMARKS) if which == "all" else [which]
     if any(n not in BENCHMARKS for n in names):
-        console.print(f"[red]unknown benchmark {which!r}: choose serve, stream, train or all[/red]")
+        console.print(f"[red]unknown benchmark {which!r}: choose serve, stream, reindex, train or all[/red]")
         raise typer.Exit(2)
     path, summary = run_benchmarks(names, echo=console.print)
     table = Table("ratio (measured in this run)", "value", title=f"twinstream bench · {summary['machine']}")
