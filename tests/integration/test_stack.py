@@ -46,7 +46,7 @@ def test_stack_creates_the_design_topics_with_configured_partitions(
 ):
     consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap)
     try:
-        for topic in ("twinstream.images", "twinstream.results", "twinstream.dlq"):
+        for topic in ("twinstream.images", "twinstream.results", "twinstream.dlq", "twinstream.enrolments"):
             assert consumer.partitions_for_topic(topic) == set(range(stack_settings.kafka.partitions))
     finally:
         consumer.close()
