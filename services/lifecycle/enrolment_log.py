@@ -10,11 +10,13 @@ built from (`services.lifecycle.reindex`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
@@ -33,6 +35,21 @@ log = logging.getLogger(__name__)
 _HEADERS = [("content-type", ENROLMENT_CONTENT_TYPE.encode())]
 #: Per-partition fetch size: a few images per fetch; a larger single record is still returned (KIP-74).
 _PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+
+
+T = TypeVar("T")
+
+
+def retrying(call: Callable[[], T], attempts: int = 20, wait_s: float = 0.5) -> T:
+    """``call()``, again on a retriable broker error (a fresh broker has no group coordinator yet)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except KafkaError as exc:
+            if not exc.retriable or attempt == attempts - 1:
+                raise
+            time.sleep(wait_s)
+    raise AssertionError("unreachable")
 
 
 class EnrolmentLogError(RuntimeError):
@@ -174,7 +191,7 @@ class EnrolmentLogReader:
         """The consumer group's committed offsets (partitions without one are absent)."""
         found = {}
         for tp in self.partitions:
-            offset = self._consumer.committed(tp)
+            offset = retrying(functools.partial(self._consumer.committed, tp))
             if offset is not None and offset >= 0:
                 found[tp.partition] = int(offset)
         return found
@@ -182,7 +199,7 @@ class EnrolmentLogReader:
     def commit(self, positions: Mapping[int, int]) -> None:
         """Commit ``positions`` for the consumer's group (raises `kafka.errors.KafkaError`)."""
         offsets = {TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in positions.items()}
-        self._consumer.commit(offsets=offsets)
+        retrying(lambda: self._consumer.commit(offsets=offsets))
 
     def batches(
         self,

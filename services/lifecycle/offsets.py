@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from kafka import KafkaAdminClient, OffsetAndMetadata, TopicPartition
+from kafka.errors import GroupIdNotFoundError, KafkaError, NoError
 
-from services.lifecycle.enrolment_log import EnrolmentLogReader
+from services.lifecycle.enrolment_log import EnrolmentLogReader, retrying
 from twinstream.config import KafkaSettings, Settings
 
 
@@ -47,7 +48,7 @@ class LogOffsets:
 
     def committed(self, group: str) -> dict[int, int]:
         """The group's committed offset per partition (absent where it never committed)."""
-        raw = self._admin.list_group_offsets(group).get(group) or {}
+        raw = retrying(lambda: self._admin.list_group_offsets(group)).get(group) or {}
         return {
             tp.partition: int(meta.offset)
             for tp, meta in raw.items()
@@ -71,15 +72,17 @@ class LogOffsets:
         done = self.committed(group)
         raised = {p: o for p, o in offsets.items() if o > done.get(p, -1)}
         if raised:
-            self._admin.alter_group_offsets(
-                group,
-                {
-                    TopicPartition(self._reader.topic, p): OffsetAndMetadata(o, "", -1)
-                    for p, o in raised.items()
-                },
-            )
+            wanted = {
+                TopicPartition(self._reader.topic, p): OffsetAndMetadata(o, "", -1) for p, o in raised.items()
+            }
+            errors = retrying(lambda: self._admin.alter_group_offsets(group, wanted))
+            failed = {tp.partition: e.__name__ for tp, e in errors.items() if e is not NoError}
+            if failed:
+                raise KafkaError(f"setting the offsets of {group} failed: {failed}")
         return raised
 
     def forget(self, group: str) -> None:
-        """Delete the group (a re-index from scratch starts at the log's beginning)."""
-        self._admin.delete_groups([group])
+        """Delete the group (a re-index from scratch starts at the log's beginning); absent is fine."""
+        outcome = retrying(lambda: self._admin.delete_groups([group])).get(group, "OK")
+        if outcome not in ("OK", GroupIdNotFoundError.__name__):
+            raise KafkaError(f"deleting consumer group {group}: {outcome}")

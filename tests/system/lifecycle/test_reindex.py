@@ -22,7 +22,7 @@ from services.gallery.mirror import RedisGenerations
 from services.ingest.clients import build_admin
 from services.lifecycle.enrolment_log import compacted_state
 from services.lifecycle.offsets import LogOffsets, reindex_group
-from services.lifecycle.registry import ModelRegistry
+from services.lifecycle.registry import ModelRegistry, RegistryKeys
 from services.lifecycle.reindex import reindex
 from services.matching.ports import LoggedEnrolment
 from tests.support.lifecycle import (
@@ -40,7 +40,7 @@ from twinstream.images.preprocess import normalize
 from twinstream.model.artifact import load_artifact
 
 pytestmark = pytest.mark.system
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def test_reindex_builds_the_new_versions_collection_exactly_from_the_log(
             [v for e, v in zip(entries, expected, strict=True) if (e.tenant, e.subject) == (tenant, subject)]
         )
         assert sorted(map(tuple, np.round(vectors, 4))) == sorted(map(tuple, np.round(want, 4)))
-    entry = ModelRegistry(redis.Redis.from_url(redis_url)).get(version)
+    entry = ModelRegistry(redis.Redis.from_url(redis_url), RegistryKeys.for_settings(settings)).get(version)
     assert entry is not None and entry.complete and entry.gallery_size == len(state)
     assert entry.collection == gallery.collection and entry.artifact == str(new_model.resolve())
     tenants = sorted({e.tenant for e in entries})
@@ -165,15 +165,16 @@ def test_a_reindex_killed_half_way_resumes_and_the_collection_ends_exact(
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
-    committed = 0
+    committed, lines = 0, []
     assert proc.stderr is not None
     for line in proc.stderr:  # observed: kill right after the third committed batch is logged
+        lines.append(line)
         if "committed batch" in line:
             committed += 1
             if committed == 3:
                 proc.send_signal(signal.SIGKILL)
                 break
-    assert proc.wait(timeout=60) == -signal.SIGKILL
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "".join(lines[-30:])
 
     reader = log_reader(settings)
     admin = build_admin(settings.kafka)
@@ -183,10 +184,14 @@ def test_a_reindex_killed_half_way_resumes_and_the_collection_ends_exact(
     lag_at_kill = offsets.lag(group, end)
     total = offsets.lag(f"{group}-never", end)
     assert 0 < lag_at_kill < total, "the run was killed part way, with some batches committed"
-    entry = ModelRegistry(redis.Redis.from_url(redis_url)).get(version)
+    entry = ModelRegistry(redis.Redis.from_url(redis_url), RegistryKeys.for_settings(settings)).get(version)
     assert entry is not None and not entry.complete
 
     resumed = reindex(settings, model)
+    print(
+        f"\nkilled after {committed} logged batches with {total - lag_at_kill}/{total} records committed; "
+        f"the rerun read {resumed.records} records"
+    )
     assert resumed.records <= lag_at_kill + settings.lifecycle.reindex_batch  # resumed, not from the start
     gallery = _gallery(settings, version)
     assert gallery.all_ids() == set(state)
@@ -221,3 +226,17 @@ def test_follow_applies_enrolments_and_deletes_that_arrive_while_it_runs(
         stop.set()
         runner.join(timeout=60)
     assert reports and reports[0].caught_up
+
+
+def test_restart_drops_the_collection_and_replays_the_whole_log(
+    logged: tuple[Settings, dict], model_dirs: tuple[Path, Path], milvus_uri: str, redis_url: str
+) -> None:
+    settings, state = logged
+    model = model_dirs[0]
+    first = reindex(settings, model, restart=True)  # no group, no collection yet: a plain first run
+    gallery = _gallery(settings, load_artifact(model).manifest.version)
+    gallery.delete_ids(sorted(state)[:3])  # damage the collection (a re-index paused too long, say)
+    assert gallery.count() == len(state) - 3
+    again = reindex(settings, model, restart=True)
+    assert again.records == first.records and again.caught_up
+    assert gallery.all_ids() == set(state) and gallery.count() == len(state)
