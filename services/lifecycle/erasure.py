@@ -119,37 +119,53 @@ def erase_subject(
     """
     check_name("tenant", tenant)
     check_name("subject", subject)
-    settings, key = clients.settings, (tenant, subject)
     erased_at = now_ms if now_ms is not None else int(time.time() * 1000)
-    RedisErasureLedger.from_settings(clients.redis, settings).record(tenant, subject, erased_at)
-    collections = target_collections(clients)
-    galleries = {name: MilvusGallery(clients.milvus, name) for name in collections}
+    RedisErasureLedger.from_settings(clients.redis, clients.settings).record(tenant, subject, erased_at)
+    galleries = [MilvusGallery(clients.milvus, name) for name in target_collections(clients)]
+    ids, digests = _images_of(clients, galleries, tenant, subject, scan_log=scan_log)
+    clients.log.tombstone(sorted(ids))  # before the deletes: a crash in between leaves no way back
+    removed, generations = _delete_everywhere(clients, galleries, tenant, subject)
     index = SubjectIndex(clients.redis)
-    digests = index.digests(tenant, subject)
-    ids = {image_id(tenant, subject, d) for d in digests}
-    for gallery in galleries.values():
-        ids.update(gallery.image_ids_of([key]).get(key, []))
-    if scan_log:
-        seen, _ = logged_images(clients.reader, tenant, subject)
-        ids.update(seen)
-        digests.update(seen.values())
-    clients.log.tombstone(sorted(ids))
-    removed: dict[str, int] = {}
-    generations: dict[str, tuple[int, int]] = {}
-    for name, gallery in galleries.items():
-        counter = RedisGenerations(clients.redis, name)
-        before = counter.current([tenant])[tenant]
-        removed[name] = gallery.delete([key])[key]
-        gallery.flush()
-        generations[name] = (before, counter.bump(tenant))
     named = index.result_ids(tenant, subject)
     if scan_results:  # results stored unindexed (before the index, or with it off) are found too
         named.update(scan_results_naming(clients.redis, tenant, subject))
     results = delete_results_naming(clients.redis, tenant, subject, named)
-    cache = EmbeddingCache(clients.redis, settings.redis.cache_ttl_s)
+    cache = EmbeddingCache(clients.redis, clients.settings.redis.cache_ttl_s)
     embeddings = cache.delete_digests(digests, known_versions(clients))
     index.drop(tenant, subject)
     return ErasureReport(
         tenant, subject, erased_at, removed, generations, tuple(sorted(ids)), tuple(sorted(digests)),
         results, embeddings,
     )  # fmt: skip
+
+
+def _images_of(
+    clients: LifecycleClients, galleries: list[MilvusGallery], tenant: str, subject: str, *, scan_log: bool
+) -> tuple[set[str], set[str]]:
+    """The subject's image ids and image digests, from the digest index, every collection and the log."""
+    key = (tenant, subject)
+    digests = SubjectIndex(clients.redis).digests(tenant, subject)
+    ids = {image_id(tenant, subject, d) for d in digests}
+    for gallery in galleries:
+        ids.update(gallery.image_ids_of([key]).get(key, []))
+    if scan_log:
+        seen, _ = logged_images(clients.reader, tenant, subject)
+        ids.update(seen)
+        digests.update(seen.values())
+    return ids, digests
+
+
+def _delete_everywhere(
+    clients: LifecycleClients, galleries: list[MilvusGallery], tenant: str, subject: str
+) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+    """Delete the subject's rows from each collection, then bump its tenant's mirror generation there."""
+    key = (tenant, subject)
+    removed: dict[str, int] = {}
+    generations: dict[str, tuple[int, int]] = {}
+    for gallery in galleries:
+        counter = RedisGenerations(clients.redis, gallery.collection)
+        before = counter.current([tenant])[tenant]
+        removed[gallery.collection] = gallery.delete([key])[key]
+        gallery.flush()
+        generations[gallery.collection] = (before, counter.bump(tenant))
+    return removed, generations
