@@ -176,10 +176,11 @@ def main(argv: list[str] | None = None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run_with_progress(
+    report = run_with_progress(
         settings, args.model, Console(stderr=True), follow=args.follow, restart=args.restart, stop=stop,
         threads=args.threads,
     )  # fmt: skip
+    raise SystemExit(0 if report.caught_up or args.follow else 1)
 
 
 if __name__ == "__main__":
