@@ -1,4 +1,4 @@
-"""The matching pipeline for a batch of requests: validate, embed once, one gallery call per op, decide.
+"""The matching pipeline for a batch of requests: validate, embed once, match round by round, decide.
 
 Shared by the stream (the Serve handle's ``process``) and the HTTP API. Refused inputs become REJECTED
 results and never raise; a failing dependency (embedder, Milvus, Redis) raises so the caller can retry.
@@ -16,6 +16,7 @@ import numpy as np
 
 from services.matching.matcher import Matcher
 from services.matching.ports import EmbeddingCache, Enrollment, Gallery
+from services.matching.rounds import schedule
 from twinstream.config import LimitsSettings
 from twinstream.contracts import (
     MAX_TOP_K,
@@ -139,22 +140,28 @@ class MatchingPipeline:
     async def _decide(
         self, out: list[MatchResult | None], valid: list[_Valid], started: float, replayed: set[int]
     ) -> list[MatchResult]:
-        """Embed the valid requests, run one gallery round per op, fill ``out``; store and return it.
+        """Embed the valid requests, run them round by round (one gallery call per op and round), fill
+        ``out``; store and return it.
 
-        Slots of ``out`` filled on entry are refusals, or replays (``replayed``: returned as stored).
+        Rounds (`services.matching.rounds.schedule`) keep effects on one subject in record order: a
+        request sees every earlier request's effect on its subject (its tenant, for identify) and none of
+        the later ones'. Slots of ``out`` filled on entry are refusals, or replays (``replayed``).
         """
         vectors, embed_s = await self._vectors(valid)
         stages: dict[int, tuple[float, float, float]] = {}
-        for op in Op:
-            group = [v for v in valid if v.request.op == op]
-            if not group:
-                continue
-            t0 = time.perf_counter()
-            decided = await self._run_op(op, group, vectors)
-            gallery_s = time.perf_counter() - t0
-            for item, result in zip(group, decided, strict=True):
-                out[item.index] = result
-                stages[item.index] = (item.decode_s, embed_s if item.tensor is not None else 0.0, gallery_s)
+        rounds = schedule([v.request for v in valid])
+        for round_ in sorted(set(rounds)):
+            for op in Op:
+                group = [v for v, r in zip(valid, rounds, strict=True) if r == round_ and v.request.op == op]
+                if not group:
+                    continue
+                t0 = time.perf_counter()
+                decided = await self._run_op(op, group, vectors)
+                gallery_s = time.perf_counter() - t0
+                for item, result in zip(group, decided, strict=True):
+                    out[item.index] = result
+                    embedded = embed_s if item.tensor is not None else 0.0
+                    stages[item.index] = (item.decode_s, embedded, gallery_s)
         total = time.perf_counter() - started
         final = [
             r if i in replayed else r.with_timings(Timings(*stages.get(i, _NO_STAGES), total_s=total))
