@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from twinstream.config import Settings
+from twinstream.config import Settings, write_settings_file
 from twinstream.contracts import Op
 from twinstream.demo.report import DemoCase, DemoFigures, Observed
 
@@ -104,8 +104,7 @@ def start_ingest(settings: Settings, state_dir: Path, workers: int) -> list[Any]
 
     run_dir = state_dir / "demo"
     run_dir.mkdir(parents=True, exist_ok=True)
-    settings_file = run_dir / "settings.json"
-    settings_file.write_text(settings.model_dump_json())
+    settings_file = write_settings_file(settings, run_dir / "settings.json")
     procs = []
     for index in range(workers):
         proc = ManagedProcess(f"ingest-{index}", run_dir)
@@ -118,13 +117,12 @@ def start_ingest(settings: Settings, state_dir: Path, workers: int) -> list[Any]
 
 def wait_for_workers(settings: Settings, workers: int, timeout_s: float = 180.0) -> None:
     """Block until the ingest group has ``workers`` members holding every partition."""
-    from kafka import KafkaConsumer
-
     from services.ingest.clients import build_admin
     from services.ingest.status import group_status
+    from twinstream.kafka_clients import new_consumer
 
     admin = build_admin(settings.kafka)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap.split(","))
+    consumer = new_consumer(settings.kafka, client_id="twinstream-demo")
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
@@ -143,10 +141,11 @@ def publish_cases(
     settings: Settings, cases: list[DemoCase], tenant: str, poison: list, run_id: str = "demo"
 ) -> list[DemoCase]:
     """Publish with a plain KafkaProducer and the header contract, as any client would."""
-    from kafka import KafkaProducer
+    from twinstream.kafka_clients import new_producer
 
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap.split(","),
+    producer = new_producer(
+        settings.kafka,
+        client_id="twinstream-demo",
         max_request_size=settings.kafka.max_message_bytes,
         linger_ms=5,
     )
