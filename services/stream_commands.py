@@ -18,6 +18,7 @@ from rich.table import Table
 from twinstream.codec import result_to_dict
 from twinstream.config import Settings
 from twinstream.contracts import DEFAULT_TENANT, DEFAULT_TOP_K, MatchResult, Op
+from twinstream.tenant_topics import images_topic_for, results_topic_for
 
 
 def ingest(settings: Settings, console: Console, *, workers: int | None = None) -> int:
@@ -92,14 +93,15 @@ def publish(
         console.print(f"[red]{exc}[/red]")
         return 2
     total_bytes = sum(item.path.stat().st_size for item in items)
+    topic = images_topic_for(settings.kafka, tenant)  # the tenant's own one when bound to topics
     producer = pub.build_publish_producer(settings.kafka)
     columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
     try:
         with Progress(*columns, TimeRemainingColumn(), console=console) as progress:
-            task = progress.add_task(f"{op.value} → {settings.kafka.images_topic}", total=len(items))
+            task = progress.add_task(f"{op.value} → {topic}", total=len(items))
             summary = pub.publish_files(
                 producer,
-                settings.kafka.images_topic,
+                topic,
                 items,
                 op,
                 tenant=tenant,
@@ -128,8 +130,12 @@ def results(
     follow: bool = False,
     request_ids: Sequence[str] = (),
     as_json: bool = False,
+    tenant: str = DEFAULT_TENANT,
 ) -> int:
-    """`twinstream results [--follow] [--request-id ID ...] [--json]`: a table, or JSON lines."""
+    """`twinstream results [--follow] [--request-id ID ...] [--json] [--tenant T]`: a table, or JSON lines.
+
+    ``tenant`` picks the tenant's own results topic when tenants are bound to topics.
+    """
     from services.ingest.results_reader import build_reader, read_results
 
     consumer = build_reader(settings.kafka)
@@ -139,7 +145,7 @@ def results(
     count = 0
     try:
         for record in read_results(
-            consumer, settings.kafka.results_topic, follow=follow, request_ids=request_ids
+            consumer, results_topic_for(settings.kafka, tenant), follow=follow, request_ids=request_ids
         ):
             count += 1
             r = record.result

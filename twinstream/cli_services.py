@@ -134,10 +134,14 @@ def results(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new results")] = False,
     request_id: Annotated[list[str] | None, typer.Option(help="only these request ids")] = None,
     as_json: JsonOpt = False,
+    tenant: Annotated[str, typer.Option(help="whose results topic, when tenants are bound to topics")] = (
+        DEFAULT_TENANT
+    ),
 ) -> None:
     """Print results from the results topic as a table, or JSON lines."""
     from services.stream_commands import results as read
 
-    raise typer.Exit(
-        read(_settings(), _console(), follow=follow, request_ids=request_id or (), as_json=as_json)
+    code = read(
+        _settings(), _console(), follow=follow, request_ids=request_id or (), as_json=as_json, tenant=tenant
     )
+    raise typer.Exit(code)
