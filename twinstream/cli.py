@@ -166,8 +166,10 @@ def show_settings() -> None:
 
 def _register_service_commands() -> None:
     from twinstream.cli_services import register
+    from twinstream.cli_tenants import tenants_app
 
     register(app)
+    app.add_typer(tenants_app, name="tenants")
 
 
 _register_service_commands()
