@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -227,3 +227,45 @@ def test_the_topic_decides_the_tenant_and_a_foreign_tenant_header_is_dead_letter
     assert all(result.tenant == p.b for result in answers_b.values())
     assert not {plain, same, foreign} & set(answers_b)
     assert dict(dead_letters(p.admin, {foreign})) == {foreign: RejectReason.BAD_HEADER}
+
+
+def test_tenants_add_creates_a_login_that_produces_to_its_topic_and_never_prints_the_password(
+    sasl_kafka: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from twinstream.cli import app
+
+    k = sasl_kafka.kafka
+    env = {"BOOTSTRAP": k.bootstrap, "SECURITY": "sasl-scram", "TENANT_BINDING": "topic", "PARTITIONS": "1"}
+    env |= {"SASL_USERNAME": k.sasl_username, "SASL_PASSWORD": k.sasl_password.get_secret_value()}
+    for name, value in env.items():
+        monkeypatch.setenv(f"TWINSTREAM_KAFKA__{name}", value)
+    tenant, password = "tc" + uuid.uuid4().hex[:8], secrets.token_urlsafe(18)
+    out = CliRunner().invoke(app, ["tenants", "add", tenant, "--password-stdin"], input=password + "\n")
+    assert out.exit_code == 0, out.output
+    assert f"tenant.{tenant}" in out.output and password not in out.output
+    topic = TopicTenancy(k.images_topic, k.results_topic).images_topic_of(tenant)
+    as_tenant = login(sasl_kafka, f"tenant.{tenant}", password, bootstrap_timeout_ms=3000)
+    producer = new_producer(as_tenant.kafka, client_id="test-open")
+    try:
+        producer.send(topic, digit_png(5), headers=[("op", b"identify")]).get(timeout=15)
+        removed = CliRunner().invoke(app, ["tenants", "remove", tenant])
+        assert removed.exit_code == 0 and "3 ACL(s)" in removed.output, removed.output
+        assert refused_within(10, lambda: producer.send(topic, b"x").get(timeout=5)), "its open connection"
+    finally:
+        producer.close(timeout=5)
+    with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):  # and its login is gone
+        new_producer(as_tenant.kafka, client_id="test-gone")
+
+
+def refused_within(timeout_s: float, action: Callable[[], object]) -> bool:
+    """Whether ``action`` is refused (TopicAuthorizationFailedError) before ``timeout_s``: ACLs propagate."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            action()
+        except TopicAuthorizationFailedError:
+            return True
+        time.sleep(0.2)
+    return False
