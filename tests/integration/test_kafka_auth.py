@@ -15,13 +15,18 @@ from dataclasses import dataclass
 
 import pytest
 from kafka import TopicPartition
-from kafka.errors import GroupAuthorizationFailedError, KafkaTimeoutError, TopicAuthorizationFailedError
+from kafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAuthorizationFailedError,
+)
 from pydantic import SecretStr
 
 from services.ingest.results_reader import build_reader, read_results
 from tests.integration.stream_helpers import digit_png, worker_thread
 from twinstream.codec import read_dead_letter
-from twinstream.config import Settings
+from twinstream.config import KafkaSecurity, Settings
 from twinstream.contracts import Decision, ImageRequest, MatchResult, RejectReason
 from twinstream.kafka_clients import new_consumer, new_producer
 from twinstream.stack.kafka_tenants import add_ingest_user, add_tenant
@@ -147,6 +152,19 @@ def test_a_wrong_password_is_refused(principals: Principals) -> None:
     )
     with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
         new_producer(wrong, client_id="test-wrong")
+
+
+def test_a_client_without_a_login_writes_nothing(principals: Principals) -> None:
+    anonymous = principals.tenant_a.kafka.model_copy(update={"security": KafkaSecurity.PLAINTEXT})
+    topic = principals.tenancy.images_topic_of(principals.a)
+    with pytest.raises(KafkaError):  # refused at bootstrap or at its first request, never accepted
+        producer = new_producer(
+            anonymous, client_id="test-anon", bootstrap_timeout_ms=3000, max_block_ms=3000
+        )
+        try:
+            producer.send(topic, digit_png(1), headers=[("op", b"identify")]).get(timeout=5)
+        finally:
+            producer.close(timeout=1)
 
 
 class TenantEchoPipeline:
