@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from twinstream.codec import result_to_dict
-from twinstream.config import Settings
+from twinstream.config import Settings, TenantBinding
 from twinstream.contracts import DEFAULT_TENANT, DEFAULT_TOP_K, MatchResult, Op
 from twinstream.tenant_topics import images_topic_for, results_topic_for
 
@@ -29,9 +29,11 @@ def ingest(settings: Settings, console: Console, *, workers: int | None = None) 
     count = workers or settings.ingest.workers
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    k = settings.kafka
+    per_tenant = ".<tenant>" if k.tenant_binding is TenantBinding.TOPIC else ""
     console.print(
         f"ingest: {count} worker(s), group [bold]{settings.ingest.group_id}[/bold], "
-        f"{settings.kafka.images_topic} → {settings.kafka.results_topic} / {settings.kafka.dlq_topic}"
+        f"{k.images_topic}{per_tenant} → {k.results_topic}{per_tenant} / {k.dlq_topic}"
     )
     if count == 1:
         run_worker(settings, 0)
