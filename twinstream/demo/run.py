@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from twinstream.config import Settings, write_settings_file
+from twinstream.config import Settings, TenantBinding, write_settings_file
 from twinstream.contracts import Op
 from twinstream.demo.report import DemoCase, DemoFigures, Observed
 
@@ -204,8 +204,10 @@ def collect(settings: Settings, wanted: set[str], timeout_s: float) -> dict[str,
 
 def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> DemoFigures:
     """The whole demo; returns the figures it reported (the e2e test checks them against the topic)."""
-    from twinstream.stack import Stack
+    from twinstream.stack import Stack, StackError
 
+    if settings.kafka.tenant_binding is TenantBinding.TOPIC:  # it plays every producer on the shared topic
+        raise StackError("the demo needs TWINSTREAM_KAFKA__TENANT_BINDING=header (the shared images topic)")
     started = time.perf_counter()
     stack = Stack(settings)
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
