@@ -7,10 +7,22 @@ singleton. Defaults match the local stack (`twinstream stack up`) on loopback.
 
 from __future__ import annotations
 
+import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    SerializationInfo,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,9 +34,36 @@ class _Group(BaseModel):
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
+#: Serialisation context key that writes secrets in clear (only for a child process's settings file).
+REVEAL_SECRETS = "reveal_secrets"
+
+
+def _secret_json(value: SecretStr, info: SerializationInfo) -> str:
+    """A secret in JSON: masked, unless the caller asked for it in clear (`write_settings_file`)."""
+    context = info.context if isinstance(info.context, dict) else {}
+    return value.get_secret_value() if context.get(REVEAL_SECRETS) else str(value)
+
+
+#: A secret setting: never printed (``**********`` in `twinstream settings` and in reprs).
+Secret = Annotated[SecretStr, PlainSerializer(_secret_json, return_type=str, when_used="json")]
+
+
+class KafkaSecurity(StrEnum):
+    """How Kafka clients authenticate to the brokers."""
+
+    PLAINTEXT = "plaintext"  # no authentication: anyone who reaches the broker may do anything
+    SASL_SCRAM = "sasl-scram"  # SASL/SCRAM-SHA-512 logins; the brokers enforce ACLs per principal
+
+
+class TenantBinding(StrEnum):
+    """Where the tenant of an image record comes from."""
+
+    HEADER = "header"  # the shared images topic and the record's `tenant` header: producers are trusted
+    TOPIC = "topic"  # the record's topic `<images_topic>.<tenant>`, writable only by that tenant's principal
+
 
 class KafkaSettings(_Group):
-    """Broker address, topic names and the local broker's ports."""
+    """Broker address, security, topic names and the local broker's ports."""
 
     bootstrap: str = Field("127.0.0.1:19092", description="bootstrap servers, comma separated")
     images_topic: str = "twinstream.images"
@@ -42,11 +81,44 @@ class KafkaSettings(_Group):
         "than one batch per partition waits, so the 16 KiB default halves the produce rate",
     )
     bootstrap_timeout_ms: int = Field(10_000, ge=100)
+    security: KafkaSecurity = Field(
+        KafkaSecurity.PLAINTEXT,
+        description="plaintext: no authentication (the local dev stack's default); sasl-scram: every client "
+        "logs in with SCRAM-SHA-512 as sasl_username and the brokers enforce ACLs (docs/security.md)",
+    )
+    tenant_binding: TenantBinding = Field(
+        TenantBinding.HEADER,
+        description="header: one shared images topic, the tenant read from each record's `tenant` header "
+        "(only for deployments whose producers are all trusted); topic: one images topic per tenant, "
+        "`<images_topic>.<tenant>`, consumed by pattern, results on `<results_topic>.<tenant>`, and a "
+        "`tenant` header naming another tenant is refused",
+    )
+    sasl_username: str = Field("", description="this process's SCRAM user (sasl-scram)")
+    sasl_password: Secret = Field(
+        SecretStr(""), description="this process's SCRAM password (sasl-scram); never printed"
+    )
+    metadata_max_age_ms: int = Field(
+        30_000,
+        ge=1_000,
+        description="how often clients refresh topic metadata; in topic binding it bounds how long ingest "
+        "takes to start consuming a new tenant's images topic",
+    )
     # Local broker only (the stack): listener and KRaft controller ports.
     port: Port = 19092  # local broker client port
     controller_port: Port = 19093  # local broker KRaft controller port
     version: str = Field("4.1.1", description="org.apache.kafka:kafka_2.13 version the stack runs")
     heap: str = Field("512m", description="broker JVM heap (-Xmx) for the local stack")
+
+    @model_validator(mode="after")
+    def _credentials_for_sasl(self) -> KafkaSettings:
+        if self.security is KafkaSecurity.SASL_SCRAM and not (
+            self.sasl_username and self.sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                "security 'sasl-scram' needs TWINSTREAM_KAFKA__SASL_USERNAME and "
+                "TWINSTREAM_KAFKA__SASL_PASSWORD"
+            )
+        return self
 
 
 class RedisSettings(_Group):
@@ -180,6 +252,8 @@ class Settings(BaseSettings):
         env_prefix="TWINSTREAM_",
         env_nested_delimiter="__",
         env_file=".env",
+        # The same .env carries docker-compose's own secrets (REDIS_PASSWORD, …): read only our variables.
+        dotenv_filtering="only_existing",
         extra="forbid",
     )
 
@@ -218,5 +292,26 @@ def load_settings(**overrides: object) -> Settings:
         lines = []
         for err in exc.errors():
             loc = "__".join(str(part) for part in err["loc"]).upper()
-            lines.append(f"  TWINSTREAM_{loc}: {err['msg']} (got {err.get('input')!r})")
+            lines.append(f"  TWINSTREAM_{loc}: {err['msg']}{_shown_input(loc, err.get('input'))}")
         raise SettingsError("invalid twinstream settings:\n" + "\n".join(lines)) from None
+
+
+def _shown_input(loc: str, value: object) -> str:
+    """The rejected value for the error message, unless it is or may contain a secret."""
+    if isinstance(value, dict | list) or any(word in loc for word in ("PASSWORD", "TOKEN", "SECRET", "KEY")):
+        return ""  # a whole group (e.g. kafka with its password) or a secret itself: never echo it
+    return f" (got {value!r})"
+
+
+def write_settings_file(settings: Settings, path: Path) -> Path:
+    """Write ``settings`` as JSON for a child process (``--settings-file``), secrets in clear.
+
+    The file is created readable by its owner only: it may hold the Kafka password.
+    """
+    text = settings.model_dump_json(context={REVEAL_SECRETS: True})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)  # an existing file keeps its mode through O_TRUNC
+    return path

@@ -5,21 +5,18 @@ from __future__ import annotations
 import contextlib
 import uuid
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from twinstream.config import Settings
+from services.kafka_clients import new_admin, new_consumer, new_producer
+from twinstream.config import KafkaSettings, Settings
 
 
 def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
     """Create each missing topic with its partition count; existing topics are left as they are."""
     k = settings.kafka
-    admin = KafkaAdminClient(
-        bootstrap_servers=k.bootstrap,
-        client_id="twinstream-stack",
-        bootstrap_timeout_ms=k.bootstrap_timeout_ms,
-    )
+    admin = new_admin(k, client_id="twinstream-stack")
     try:
         existing = set(admin.list_topics())
         wanted = [
@@ -40,18 +37,18 @@ def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
         admin.close()
 
 
-def round_trip(bootstrap: str, topic: str, timeout_ms: int = 10_000) -> bool:
-    """Produce one record with headers and read it back from its offset."""
+def round_trip(kafka: KafkaSettings, topic: str, timeout_ms: int = 10_000) -> bool:
+    """Produce one record with headers and read it back from its offset (as ``kafka``'s principal)."""
     token = uuid.uuid4().hex.encode()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, bootstrap_timeout_ms=timeout_ms)
+    producer = new_producer(kafka, client_id="twinstream-stack", bootstrap_timeout_ms=timeout_ms)
     try:
         meta = producer.send(topic, value=token, headers=[("probe", b"1")], partition=0).get(
             timeout_ms / 1000
         )
     finally:
         producer.close(timeout=5)
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, bootstrap_timeout_ms=timeout_ms
+    consumer = new_consumer(
+        kafka, client_id="twinstream-stack", enable_auto_commit=False, bootstrap_timeout_ms=timeout_ms
     )
     try:
         tp = TopicPartition(topic, 0)
