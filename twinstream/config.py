@@ -163,28 +163,33 @@ class RaySettings(_Group):
 
 
 class ServeSettings(_Group):
-    """Ray Serve: replicas, batching and the HTTP API."""
+    """Ray Serve: the app's replicas (each holds the towers, galleries and HTTP API), batching, HTTP."""
 
     app_name: str = "twinstream"
     http_host: str = "127.0.0.1"
     http_port: Port = 18000  # Serve HTTP port
-    replicas: int = Field(1, ge=1)
-    cpus_per_replica: float = Field(1.0, gt=0)
-    threads_per_replica: int = Field(1, ge=1)
-    max_batch_size: int = Field(32, ge=1, le=4096)
-    batch_wait_timeout_s: float = Field(0.01, ge=0, le=10)
+    replicas: int = Field(1, ge=1, description="replicas of the app's one deployment")
+    cpus_per_replica: float = Field(1.0, gt=0, description="CPUs Ray reserves per replica")
+    threads_per_replica: int = Field(1, ge=1, description="torch intra-op threads of a replica's tower")
+    gpus_per_replica: float = Field(0.0, ge=0, description="GPUs per replica; > 0 runs the towers on CUDA")
+    max_batch_size: int = Field(32, ge=1, le=4096, description="HTTP requests coalesced into one batch")
+    batch_wait_timeout_s: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="how long a lone HTTP request waits for company; 0 = none (requests that arrive while "
+        "a batch runs still form the next batch)",
+    )
     api_keys: dict[str, str] = Field(
         default_factory=dict,
         description="API key -> tenant it is bound to ('*' for all tenants); empty disables auth",
     )
     autoscaling: dict[str, float] = Field(
         default_factory=dict,
-        description="embedder autoscaling_config (min_replicas, max_replicas, target_ongoing_requests…); "
+        description="autoscaling_config (min_replicas, max_replicas, target_ongoing_requests…); "
         "empty means a fixed number of `replicas`",
     )
-    ingress_replicas: int = Field(1, ge=1, description="replicas of the pipeline / HTTP ingress deployment")
-    ingress_cpus: float = Field(0.5, gt=0, description="CPUs per pipeline / HTTP ingress replica")
-    max_ongoing_requests: int = Field(128, ge=1, description="per replica, for both deployments")
+    max_ongoing_requests: int = Field(128, ge=1, description="per replica")
     route_prefix: str = Field("/", pattern=r"^/[A-Za-z0-9_\-/]*$", description="HTTP route prefix of the app")
 
 

@@ -18,7 +18,6 @@ from twinstream.contracts import MatchResult
 
 RESULT_PREFIX = "twinstream:result:"
 EMBEDDING_PREFIX = "twinstream:emb:"
-ACTIVE_MODEL_KEY = "twinstream:model:active"
 
 
 #: SET key value EX ttl for every key of a batch in one command. A pipeline of SETs costs redis-py
