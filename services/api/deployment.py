@@ -14,7 +14,7 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import redis
 from fastapi import FastAPI, Query, Request
@@ -149,10 +149,18 @@ class PipelineDeployment:
         return results
 
     async def _image_request(
-        self, request: Request, tenant: str, op: Op, subject: str = "", top_k: int = DEFAULT_TOP_K
+        self,
+        request: Request,
+        tenant: str,
+        op: Op,
+        subject: str = "",
+        top_k: int = DEFAULT_TOP_K,
+        all_faces: bool = False,
     ) -> ImageRequest:
         data, content_type = await read_image(request, self._settings.limits.max_image_bytes)
-        return ImageRequest(uuid.uuid4().hex, op, data, tenant, subject, top_k, content_type)
+        return ImageRequest(
+            uuid.uuid4().hex, op, data, tenant, subject, top_k, content_type, all_faces=all_faces
+        )
 
     async def _live(self) -> ServedVersion:
         return await self._versions.live()
@@ -194,11 +202,15 @@ class PipelineDeployment:
         request: Request,
         tenant: Tenant,
         top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K)] = DEFAULT_TOP_K,
+        faces: Annotated[
+            Literal["largest", "all"],
+            Query(description="face models: `all` answers for every face of a group photo (`faces`)"),
+        ] = "largest",
     ) -> Response:
-        """1:N: the top-k subjects; MATCH names the best within threshold, else UNKNOWN."""
-        return _result_response(
-            await self._batched(await self._image_request(request, tenant, Op.IDENTIFY, top_k=top_k))
-        )
+        """1:N: the top-k subjects; MATCH names the best within the tenant's operating point, else
+        UNKNOWN. With a face model and ``faces=all``, one answer per face found."""
+        ask = await self._image_request(request, tenant, Op.IDENTIFY, top_k=top_k, all_faces=faces == "all")
+        return _result_response(await self._batched(ask))
 
     @app.delete("/v1/subjects/{subject}")
     async def delete_subject(self, subject: str, tenant: Tenant) -> Response:

@@ -21,7 +21,9 @@ from google.protobuf.message import DecodeError
 
 from twinstream._proto.twinstream.v1 import events_pb2 as pb
 from twinstream.codec._wire import (
+    FACES_ALL,
     H_CONTENT_TYPE,
+    H_FACES,
     H_OP,
     H_REQUEST_ID,
     H_SUBJECT,
@@ -207,6 +209,8 @@ def _from_envelope(value: bytes, fields: dict[str, str]) -> tuple[dict[str, str]
             merged[name] = text
     if event.top_k:
         merged[H_TOP_K] = str(event.top_k)
+    if event.all_faces:
+        merged[H_FACES] = FACES_ALL
     merged[H_CONTENT_TYPE] = event.content_type
     return merged, bytes(event.image), int(event.produced_at_ms)
 
@@ -244,6 +248,7 @@ def decode_record(
         tenant = _bound_tenant(bound, claimed) if bound else _check_tenant(claimed)
         subject = _check_subject(fields.get(H_SUBJECT, ""))
         top_k = _parse_top_k(fields.get(H_TOP_K, ""))
+        all_faces = _parse_faces(fields.get(H_FACES, ""))
         _check_payload(op, subject, image, limits, is_envelope)
     except _RefusedError as refused:
         return RecordRejection(refused.rejection, request_id, record.source, op, tenant, subject)
@@ -257,7 +262,17 @@ def decode_record(
         content_type=fields.get(H_CONTENT_TYPE, ""),
         produced_at_ms=produced_at,
         source=record.source,
+        all_faces=all_faces,
     )
+
+
+def _parse_faces(value: str) -> bool:
+    """Header ``faces``: ``all`` answers for every face of the image; empty (or ``largest``) for one."""
+    if value in ("", "largest"):
+        return False
+    if value == FACES_ALL:
+        return True
+    raise _RefusedError(RejectReason.BAD_HEADER, f"faces {value[:32]!r} must be 'all' or 'largest'")
 
 
 def _check_payload(op: Op, subject: str, image: bytes, limits: LimitsSettings, is_envelope: bool) -> None:
@@ -281,6 +296,8 @@ def request_headers(request: ImageRequest, *, include_content_type: bool = True)
         headers.append((H_SUBJECT, request.subject))
     if request.top_k != DEFAULT_TOP_K:
         headers.append((H_TOP_K, str(request.top_k)))
+    if request.all_faces:
+        headers.append((H_FACES, FACES_ALL))
     if include_content_type and request.content_type:
         headers.append((H_CONTENT_TYPE, request.content_type))
     return [(name, value.encode("utf-8")) for name, value in headers]
@@ -297,5 +314,6 @@ def encode_image_event(request: ImageRequest) -> tuple[bytes, list[tuple[str, by
         content_type=request.content_type,
         image=request.image,
         produced_at_ms=request.produced_at_ms,
+        all_faces=request.all_faces,
     )
     return event.SerializeToString(), [(H_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE.encode())]
