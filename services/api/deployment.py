@@ -122,7 +122,7 @@ class PipelineDeployment:
         Replay-safe: a request id that already has a stored result for the same request gets it back.
         """
         served = await self._versions.live()
-        return self._observed(await served.pipeline.process(requests, replay_safe=True), "stream")
+        return self._observed(await served.pipeline.process(requests), "stream")
 
     async def process_prepared(self, batch: PreparedBatch) -> list[MatchResult]:
         """The stream's entry for images the worker decoded (`twinstream.ports.PreparingPipeline`).
