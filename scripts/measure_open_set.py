@@ -57,7 +57,7 @@ SELECTABLE = ("pooled", "mixture", "mixture-shared-tail")  # what validation alo
 
 
 def _embed_part(tower: torch.nn.Module, data: Any, spec: Any) -> tuple[np.ndarray, np.ndarray]:
-    from twinstream.preprocess import preprocess_batch
+    from twinstream.images.preprocess import preprocess_batch
 
     x = preprocess_batch(list(data.images), spec)
     labels = data.labels - data.labels.min()
@@ -69,8 +69,8 @@ def _embed_part(tower: torch.nn.Module, data: Any, spec: Any) -> tuple[np.ndarra
 def load_embeddings(model: Path, data_dir: Path, cache: Path) -> tuple[Embedded, Embedded, dict[str, Any]]:
     """(validation, evaluation) embeddings with rotations as identities; cached per artifact version."""
     from training.datasets import load_dataset
-    from twinstream.artifact import load_artifact
-    from twinstream.preprocess import InputSpec
+    from twinstream.images.preprocess import InputSpec
+    from twinstream.model.artifact import load_artifact
 
     manifest = json.loads((model / "manifest.json").read_text())
     seed = int(json.loads((model / "metrics.json").read_text()).get("config", {}).get("seed", 0))
