@@ -192,6 +192,14 @@ def fit_score_calibration(
         folds: Identity-disjoint folds for the held-out log-loss.
         seed: Seeds the fold assignment.
     """
+    genuine, impostor = pairs.counts
+    identities = len(np.unique(np.concatenate([pairs.first, pairs.second])))
+    if identities < 2 * folds:
+        # Too few identities for identity-disjoint folds that each hold impostor pairs: no held-out
+        # choice is possible, so take the parametric fit that needs the fewest pairs (logistic, Platt).
+        return CalibrationFit(
+            fit_method(CalibrationMethod.PLATT, pairs, prior), {}, genuine, impostor, identities
+        )
     masks = identity_folds(pairs, folds, seed)
     losses: dict[CalibrationMethod, float] = {}
     for method in methods:
@@ -203,6 +211,4 @@ def fit_score_calibration(
             per_fold.append(log_loss(cal.probability(test.distances), test.same, prior))
         losses[method] = float(np.mean(per_fold))
     best = min(losses, key=losses.__getitem__)
-    genuine, impostor = pairs.counts
-    identities = len(np.unique(np.concatenate([pairs.first, pairs.second])))
     return CalibrationFit(fit_method(best, pairs, prior), losses, genuine, impostor, identities)

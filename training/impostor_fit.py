@@ -48,17 +48,25 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def choose_probes(labels: np.ndarray, probes: int, seed: int = 0) -> np.ndarray:
-    """Indices of ``probes`` images, one per identity while identities last (random identities)."""
+    """Indices of ``probes`` images (at most every image), one per identity while identities last.
+
+    Identities are visited in a random order, round after round, each giving one image not yet taken;
+    an identity whose images are all taken drops out.
+    """
     rng = np.random.default_rng(seed)
-    ids = rng.permutation(np.unique(labels))
-    chosen = np.resize(ids, probes)  # cycles through identities only if there are fewer than probes
-    out = np.empty(probes, np.int64)
-    taken: set[int] = set()
-    for n, label in enumerate(chosen):
-        pool = [i for i in np.flatnonzero(labels == label) if int(i) not in taken]
-        out[n] = rng.choice(pool)
-        taken.add(int(out[n]))
-    return out
+    pools = {
+        int(label): list(rng.permutation(np.flatnonzero(labels == label))) for label in np.unique(labels)
+    }
+    order = [int(label) for label in rng.permutation(list(pools))]
+    out: list[int] = []
+    while len(out) < probes and order:
+        for label in list(order):
+            if len(out) == probes:
+                break
+            out.append(int(pools[label].pop()))
+            if not pools[label]:
+                order.remove(label)
+    return np.asarray(out, np.int64)
 
 
 def _level_indices(levels: Sequence[float], m: int) -> np.ndarray:
@@ -144,12 +152,14 @@ def fit_impostor_model(
         levels: CDF levels stored per probe, increasing to 1.0; the first starts the fitted tail.
         tail: Per-probe or shared tail exponent.
         pooled: One pooled CDF of all probes' impostor distances (the plain independence model that
-            ``1 - (1 - F(t))^N`` assumes), kept for comparison.
+            ``1 - (1 - F(t))^N`` assumes). Also used, whatever is asked, when the held-out set is too
+            small for per-probe tails (fewer than 10 impostor distances of a probe below the first
+            level: a few held-out identities, as digits' or AT&T's validation).
         seed: Seeds the choice of probes.
         groups: Family of each row (identities nest in families); impostors of the probe's family are
             left out. ``None``: every other identity is an impostor.
     """
     rows = probe_impostor_distances(emb, labels, probes, seed, groups)
-    if pooled:
+    if pooled or min(len(r) for r in rows) * levels[0] < _MIN_TAIL_POINTS:
         rows = [np.sort(np.concatenate(rows))]
     return model_from_sorted(rows, levels, tail)

@@ -220,6 +220,15 @@ class LimitsSettings(_Group):
     allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "PPM", "GIF", "TIFF")
 
 
+class PolicySettings(_Group):
+    """The operating points of tenants that set none (`PUT /v1/tenants/{tenant}/policy` sets one)."""
+
+    verify_far: float = Field(1e-3, ge=1e-7, le=0.5, description="target false accept rate of verify")
+    identify_fpir: float = Field(
+        1e-2, ge=1e-7, le=0.5, description="target false positive identification rate of open-set identify"
+    )
+
+
 class MetricsSettings(_Group):
     """Prometheus endpoints."""
 
@@ -269,6 +278,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     paths: PathsSettings = Field(default_factory=PathsSettings)
     data_dir: Path | None = Field(

@@ -19,18 +19,31 @@ from typing import Annotated, Any, Literal, TypeVar
 import redis
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from services.api.auth import Tenant
+from services.api.auth import NamedTenant, Tenant
 from services.api.http import ApiError, ApiReason, read_image, status_for
 from services.api.routes import install_error_handlers
 from services.api.served import ForwardPool, ServedVersion, ServedVersions, load_version
 from services.deployments import PIPELINE_DEPLOYMENT
 from services.gallery.client import connect as connect_milvus
 from services.results.store import RedisResultStore
+from services.tenants.policies import RedisPolicies
 from twinstream.codec import result_to_json
 from twinstream.config import Settings
-from twinstream.contracts import DEFAULT_TOP_K, MAX_TOP_K, Decision, ImageRequest, InputError, MatchResult, Op
+from twinstream.contracts import (
+    DEFAULT_TOP_K,
+    MAX_TOP_K,
+    POLICY_MAX,
+    POLICY_MIN,
+    Decision,
+    ImageRequest,
+    InputError,
+    MatchResult,
+    Op,
+    TenantPolicy,
+)
 from twinstream.images.prepared import PreparedBatch
 from twinstream.images.preprocess import InputSpec
 from twinstream.memory import reuse_freed_memory
@@ -50,6 +63,18 @@ _IMAGE_BODY: dict[str, Any] = {
         },
     }
 }
+
+
+class PolicyBody(BaseModel):
+    """A tenant's operating points; a field left out keeps its current value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verify_far: float | None = Field(None, ge=POLICY_MIN, le=POLICY_MAX, description="target FAR of verify")
+    identify_fpir: float | None = Field(
+        None, ge=POLICY_MIN, le=POLICY_MAX, description="target FPIR of open-set identify"
+    )
+
 
 app = FastAPI(
     title="twinstream",
@@ -96,9 +121,11 @@ class PipelineDeployment:
         self._results = RedisResultStore(rds, settings.redis.result_ttl_s)
         self._metrics = PipelineMetrics.create(RayFactory())
         forwards = ForwardPool(EmbedderMetrics.create(RayFactory()))
+        default = TenantPolicy(settings.policy.verify_far, settings.policy.identify_fpir)
+        self._policies = RedisPolicies(rds, default)
         loaded = [
             load_version(settings, Path(d), milvus=milvus, rds=rds, results=self._results,
-                         metrics=self._metrics, forwards=forwards)
+                         metrics=self._metrics, forwards=forwards, policies=self._policies)
             for d in model_dirs
         ]  # fmt: skip
         self._versions = ServedVersions(loaded, rds, settings.serve.app_name)
@@ -236,6 +263,42 @@ class PipelineDeployment:
         counts = await asyncio.to_thread(served.gallery.subjects, tenant)
         subjects = [{"subject": s, "images": n} for s, n in counts.items()]
         return {"tenant": tenant, "model_version": served.version, "subjects": subjects}
+
+    @app.get("/v1/tenants/{tenant}/policy")
+    async def get_policy(self, tenant: NamedTenant) -> dict[str, Any]:
+        """The tenant's operating points and the thresholds they map to for the live model."""
+        policy = (await asyncio.to_thread(self._policies.read, [tenant]))[tenant]
+        return await self._policy_body(tenant, policy)
+
+    @app.put("/v1/tenants/{tenant}/policy")
+    async def put_policy(self, tenant: NamedTenant, body: PolicyBody) -> dict[str, Any]:
+        """Set the tenant's target FAR (verify) and/or FPIR (identify); every replica and ingest path
+        applies it within a second. Values outside [1e-7, 0.5] are refused (422)."""
+        current = (await asyncio.to_thread(self._policies.read, [tenant]))[tenant]
+        policy = TenantPolicy(
+            body.verify_far if body.verify_far is not None else current.verify_far,
+            body.identify_fpir if body.identify_fpir is not None else current.identify_fpir,
+        )
+        await asyncio.to_thread(self._policies.write, tenant, policy)
+        return await self._policy_body(tenant, policy)
+
+    async def _policy_body(self, tenant: str, policy: TenantPolicy) -> dict[str, Any]:
+        served = await self._live()
+        matcher = served.pipeline.matcher
+        size = await asyncio.to_thread(served.gallery.size, tenant)
+        verify, identify = matcher.verify_policy(policy), matcher.identify_policy(policy, max(1, size))
+        return {
+            "tenant": tenant,
+            "verify_far": policy.verify_far,
+            "identify_fpir": policy.identify_fpir,
+            "model_version": served.version,
+            "verify": {"threshold": verify.threshold, "min_probability": verify.min_probability},
+            "identify": {
+                "gallery_size": size,
+                "threshold": identify.threshold,
+                "min_probability": identify.min_probability,
+            },
+        }
 
     @app.get("/v1/results/{request_id}")
     async def get_result(self, request_id: str, tenant: Tenant) -> Response:

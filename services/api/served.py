@@ -30,6 +30,7 @@ from services.gallery.schema import ensure_collection
 from services.matching.matcher import Matcher
 from services.matching.pipeline import MatchingPipeline
 from services.results.store import RedisResultStore
+from services.tenants.policies import RedisPolicies
 from twinstream.config import Settings
 from twinstream.metrics import EmbedderMetrics, PipelineMetrics
 
@@ -87,6 +88,7 @@ def load_version(
     results: RedisResultStore,
     metrics: PipelineMetrics,
     forwards: ForwardPool,
+    policies: RedisPolicies,
 ) -> ServedVersion:
     """Load one artifact and wire its pipeline to this replica's clients."""
     device = "cuda" if settings.serve.gpus_per_replica > 0 else "cpu"
@@ -105,7 +107,7 @@ def load_version(
 
     pipeline = MatchingPipeline(
         embed, gallery, Matcher(manifest), settings.limits, results=results,
-        cache=CountingEmbeddingCache(rds, settings.redis.cache_ttl_s, metrics),
+        cache=CountingEmbeddingCache(rds, settings.redis.cache_ttl_s, metrics), policies=policies,
     )  # fmt: skip
     return ServedVersion(manifest.version, pipeline, gallery, Path(model_dir))
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import numpy as np
 
 from services.matching.matcher import Matcher
-from services.matching.ports import EmbeddingCache, Gallery
+from services.matching.ports import EmbeddingCache, Gallery, Policies
 from services.matching.rounds import schedule
 from services.matching.steps import Item, Vectors, run_op
 from twinstream.config import LimitsSettings
@@ -27,6 +27,7 @@ from twinstream.contracts import (
     MatchResult,
     Op,
     RejectReason,
+    TenantPolicy,
     Timings,
 )
 from twinstream.images.prepared import FaceFinder, PreparedBatch, StaleInputSpecError, prepare
@@ -51,6 +52,7 @@ class MatchingPipeline:
             is a replay and gets that result back unchanged.
         cache: Embedding cache, or None.
         faces: The face finder, for models whose input is a face chip.
+        policies: Each tenant's operating points; None: every tenant has the default `TenantPolicy`.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class MatchingPipeline:
         results: ResultStore | None = None,
         cache: EmbeddingCache | None = None,
         faces: FaceFinder | None = None,
+        policies: Policies | None = None,
     ) -> None:
         self._embed = embed
         self.gallery = gallery
@@ -71,6 +74,7 @@ class MatchingPipeline:
         self._results = results
         self._cache = cache
         self._faces = faces
+        self._policies = policies
         self.model_version = matcher.manifest.version
 
     async def prepare(self, requests: Sequence[ImageRequest]) -> tuple[PreparedBatch, dict[int, InputError]]:
@@ -136,6 +140,7 @@ class MatchingPipeline:
         the later ones'. Slots of ``out`` filled on entry are refusals, or replays (``replayed``).
         """
         vectors, embed_s = await self._vectors(items)
+        policies = await self._policies_of(items)
         stages: dict[int, tuple[float, float, float]] = {}
         rounds = schedule([v.request for v in items])
         for round_ in sorted(set(rounds)):
@@ -144,7 +149,7 @@ class MatchingPipeline:
                 if not group:
                     continue
                 t0 = time.perf_counter()
-                decided = await run_op(op, group, vectors, self.gallery, self.matcher)
+                decided = await run_op(op, group, vectors, self.gallery, self.matcher, policies)
                 gallery_s = time.perf_counter() - t0
                 for item, result in zip(group, decided, strict=True):
                     out[item.index] = result
@@ -159,6 +164,12 @@ class MatchingPipeline:
             fresh = [r for i, r in enumerate(final) if i not in replayed]
             await asyncio.to_thread(self._results.put_many, fresh)
         return final
+
+    async def _policies_of(self, items: list[Item]) -> dict[str, TenantPolicy]:
+        tenants = list(dict.fromkeys(v.request.tenant for v in items))
+        if self._policies is None:
+            return dict.fromkeys(tenants, TenantPolicy())
+        return await self._policies.of(tenants)
 
     async def _answered(self, requests: Sequence[ImageRequest]) -> list[MatchResult | None]:
         """Per request, the result already stored under its id for the same Kafka record, else None."""

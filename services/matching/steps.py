@@ -8,13 +8,14 @@ was (`MatchResult.face`, ``faces_found``) and, for a group identify, one answer 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from services.matching.matcher import Matcher
-from services.matching.ports import Enrollment, Gallery
-from twinstream.contracts import Decision, FaceAnswer, FaceBox, ImageRequest, MatchResult, Op
+from services.matching.ports import Enrollment, Gallery, Hit
+from twinstream.contracts import Decision, FaceAnswer, FaceBox, ImageRequest, MatchResult, Op, TenantPolicy
 from twinstream.names import image_id
 
 
@@ -54,18 +55,19 @@ class Item:
 
 
 Vectors = dict[int, np.ndarray]  # batch index → (k, D) embeddings of its rows
+PolicyMap = Mapping[str, TenantPolicy]  # tenant → its operating points
 
 
 async def run_op(
-    op: Op, group: list[Item], vectors: Vectors, gallery: Gallery, matcher: Matcher
+    op: Op, group: list[Item], vectors: Vectors, gallery: Gallery, matcher: Matcher, policies: PolicyMap
 ) -> list[MatchResult]:
     """One gallery round for every request of one op; results in the order of ``group``."""
     if op is Op.ENROLL:
         return await _enroll(group, vectors, gallery, matcher)
     if op is Op.VERIFY:
-        return await _verify(group, vectors, gallery, matcher)
+        return await _verify(group, vectors, gallery, matcher, policies)
     if op is Op.IDENTIFY:
-        return await _identify(group, vectors, gallery, matcher)
+        return await _identify(group, vectors, gallery, matcher, policies)
     keys = list(dict.fromkeys((v.request.tenant, v.request.subject) for v in group))
     await asyncio.to_thread(gallery.delete, keys)
     return [matcher.deleted(v.request) for v in group]
@@ -88,24 +90,25 @@ async def _enroll(
 
 
 async def _verify(
-    group: list[Item], vectors: Vectors, gallery: Gallery, matcher: Matcher
+    group: list[Item], vectors: Vectors, gallery: Gallery, matcher: Matcher, policies: PolicyMap
 ) -> list[MatchResult]:
     keys = list(dict.fromkeys((v.request.tenant, v.request.subject) for v in group))
     enrolled = await asyncio.to_thread(gallery.vectors_of, keys)
-    return [
-        v.with_face(
-            matcher.verified(
-                v.request, vectors[v.index][0], enrolled.get((v.request.tenant, v.request.subject))
-            )
-        )
-        for v in group
-    ]
+    out = []
+    for v in group:
+        claimed = enrolled.get((v.request.tenant, v.request.subject))
+        policy = policies[v.request.tenant]
+        out.append(v.with_face(matcher.verified(v.request, vectors[v.index][0], claimed, policy)))
+    return out
 
 
 async def _identify(
-    group: list[Item], vectors: Vectors, gallery: Gallery, matcher: Matcher
+    group: list[Item], vectors: Vectors, gallery: Gallery, matcher: Matcher, policies: PolicyMap
 ) -> list[MatchResult]:
-    """One search per tenant (Milvus takes one filter per call); every face of every request in it."""
+    """One search per tenant (Milvus takes one filter per call); every face of every request in it.
+
+    The tenant's gallery size is read with its search: the open-set threshold depends on it.
+    """
     by_tenant: dict[str, list[Item]] = {}
     for v in group:
         by_tenant.setdefault(v.request.tenant, []).append(v)
@@ -113,12 +116,17 @@ async def _identify(
     for tenant, items in by_tenant.items():
         top_k = max(v.request.top_k for v in items)
         query = np.concatenate([vectors[v.index] for v in items])
-        hits = iter(await asyncio.to_thread(gallery.search, tenant, query, top_k))
+        found, size = await asyncio.to_thread(_search, gallery, tenant, query, top_k)
+        hits = iter(found)
         for v in items:
             per_face = [next(hits) for _ in range(len(vectors[v.index]))]
-            answers = matcher.identified_many([v.request] * len(per_face), per_face)
+            answers = matcher.identified_many([v.request] * len(per_face), per_face, policies, {tenant: size})
             decided[v.index] = _one_answer(v, answers) if v.request.all_faces else v.with_face(answers[0])
     return [decided[v.index] for v in group]
+
+
+def _search(gallery: Gallery, tenant: str, query: np.ndarray, top_k: int) -> tuple[list[list[Hit]], int]:
+    return gallery.search(tenant, query, top_k), gallery.size(tenant)
 
 
 def _one_answer(item: Item, answers: list[MatchResult]) -> MatchResult:

@@ -11,7 +11,9 @@ from PIL import Image
 from services.gallery.milvus_gallery import cosine_to_euclidean
 from services.matching.ports import Enrollment, Hit, SubjectKey
 from twinstream.images.preprocess import InputSpec
-from twinstream.model.artifact import Calibration, Manifest
+from twinstream.model.artifact import Manifest
+from twinstream.model.calibration import PlattMap, ScoreCalibration
+from twinstream.model.impostor import ImpostorModel
 
 
 class InMemoryGallery:
@@ -61,20 +63,35 @@ class InMemoryGallery:
                 counts[subject] = counts.get(subject, 0) + 1
         return dict(sorted(counts.items()))
 
+    def size(self, tenant: str) -> int:
+        return sum(1 for owner, _, _ in self.rows.values() if owner == tenant)
+
     def flush(self) -> None:
         """Nothing is pending in memory."""
 
 
 SPEC = InputSpec(height=16, width=16, channels=1, invert=False, mean=0.0, std=1.0)
+#: p1(d) = sigmoid(10 (0.5 - d)): even odds at distance 0.5.
+CALIBRATION = ScoreCalibration(PlattMap(intercept=5.0, slope=10.0))
+#: One probe whose impostors lie between 0.6 and 1.4, the closest 1 % below 0.6 (a steep power-law tail).
+IMPOSTORS = ImpostorModel(
+    levels=(0.01, 0.1, 0.5, 1.0), quantiles=((0.6, 0.8, 1.0, 1.4),), tail_exponents=(8.0,)
+)
 
 
-def tiny_manifest(threshold: float = 0.5) -> Manifest:
-    """A manifest for a 16×16 grey input whose probability falls linearly from 1 at 0 to 0 at 1."""
-    return Manifest(
-        version="vtest", architecture="conv4", input=SPEC, embedding_dim=4, threshold=threshold,
-        target_far=0.01, calibration=Calibration((0.0, 1.0), (1.0, 0.0)), metrics={}, dataset="test",
-        loss="triplet", miner="none", created_at="now",
-    )  # fmt: skip
+def make_manifest(**fields: object) -> Manifest:
+    """A complete manifest with test values; ``fields`` override any of them."""
+    values: dict[str, object] = {
+        "version": "vtest", "architecture": "conv4", "input": SPEC, "embedding_dim": 4, "threshold": 0.5,
+        "target_far": 1e-3, "calibration": CALIBRATION, "impostors": IMPOSTORS, "metrics": {},
+        "dataset": "test", "loss": "triplet", "miner": "none", "created_at": "2026-12-01T00:00:00",
+    }  # fmt: skip
+    return Manifest(**{**values, **fields})  # type: ignore[arg-type]
+
+
+def tiny_manifest() -> Manifest:
+    """The manifest of the 16×16 grey test model (`quadrant_png` images, `quadrant_embedding` vectors)."""
+    return make_manifest()
 
 
 def quadrant_png(quadrant: int) -> bytes:

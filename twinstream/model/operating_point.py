@@ -17,7 +17,7 @@ candidate" (odds Σ_{j≠k} LR(d_j) / N, negligible unless a second candidate is
 ``p_N`` a function of the top distance alone and so strictly decreasing in it; MATCH ⇔ ``p_N(d) >= p*``
 with ``p* = p_N(t_N)`` is again ``d <= t_N``.
 
-Decide on log-odds (`OperatingPoint.matches`): it is the same rule as ``p >= p*`` but does not saturate
+Decide on log-odds (`Cutoff.matches`): it is the same rule as ``p >= p*`` but does not saturate
 where float64 rounds p to 1.0 (log-odds above ~37).
 """
 
@@ -33,7 +33,7 @@ from twinstream.model.impostor import ImpostorModel
 
 
 @dataclass(frozen=True, slots=True)
-class OperatingPoint:
+class Cutoff:
     """A decision rule: the distance threshold and the probability (and log-odds) it corresponds to."""
 
     threshold: float
@@ -45,8 +45,8 @@ class OperatingPoint:
         return np.asarray(log_odds, dtype=np.float64) >= self.log_odds_star
 
 
-def _point(threshold: float, log_odds: float) -> OperatingPoint:
-    return OperatingPoint(threshold, float(sigmoid(np.asarray(log_odds))), log_odds)
+def _point(threshold: float, log_odds: float) -> Cutoff:
+    return Cutoff(threshold, float(sigmoid(np.asarray(log_odds))), log_odds)
 
 
 def identify_log_odds(cal: ScoreCalibration, distances: np.ndarray | float, n: int) -> np.ndarray:
@@ -61,13 +61,13 @@ def identify_probability(cal: ScoreCalibration, distances: np.ndarray | float, n
     return sigmoid(identify_log_odds(cal, distances, n))
 
 
-def verify_point(cal: ScoreCalibration, imp: ImpostorModel, far: float) -> OperatingPoint:
+def verify_point(cal: ScoreCalibration, imp: ImpostorModel, far: float) -> Cutoff:
     """1:1 at a target false accept rate: ``t`` with impostor CDF ``far`` and ``p* = p1(t)``."""
     t = imp.threshold_at_far(far)
     return _point(t, float(cal.log_odds(t)))
 
 
-def identify_point(cal: ScoreCalibration, imp: ImpostorModel, fpir: float, n: int) -> OperatingPoint:
+def identify_point(cal: ScoreCalibration, imp: ImpostorModel, fpir: float, n: int) -> Cutoff:
     """1:N open set at a target FPIR for ``n`` enrolled vectors: ``t_N`` and ``p* = p_N(t_N)``."""
     t = imp.threshold_at_fpir(fpir, n)
     return _point(t, float(identify_log_odds(cal, t, n)))
