@@ -1,6 +1,8 @@
 # The twinstream image for docker-compose: the Ray head (Serve app), ingest workers and training jobs.
 FROM python:3.11-slim
-ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 RAY_USAGE_STATS_ENABLED=0
+# Ray clients and `ray start` in this image use token authentication unless told otherwise
+# (docker-compose.yml passes the token as RAY_AUTH_TOKEN; only docker-compose.insecure.yml turns it off).
+ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=token
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY twinstream ./twinstream
@@ -10,5 +12,7 @@ COPY protos ./protos
 COPY deploy ./deploy
 RUN pip install . && useradd --create-home twin
 USER twin
+# The HTTP API; Ray's own ports (GCS 6379, dashboard/job API 8265) are for the compose network only.
+EXPOSE 8000
 ENTRYPOINT ["twinstream"]
 CMD ["--help"]

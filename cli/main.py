@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.commands import models, serve, stack, stream, system, train
+from cli.commands import models, serve, stack, stream, system, tenants, train
 from cli.report import report_command
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(stack.app, name="stack")
+app.add_typer(tenants.tenants_app, name="tenants")
 for group in (system, train, serve, stream, models):
     group.register(app)
 app.command("report")(report_command)

@@ -1,35 +1,42 @@
-"""Composition of the Serve application (embedder + pipeline/HTTP ingress) and deploying it to Ray.
+"""Composition of the Serve application and deploying it to Ray.
 
-The app has two deployments: `EMBEDDER_DEPLOYMENT` (the batched tower; replicas, CPUs, threads,
-batching and autoscaling from `ServeSettings`) and `PIPELINE_DEPLOYMENT` (the FastAPI ingress whose
-``process`` method is the stream's entry; it holds the Milvus gallery and Redis clients). Ingest
-workers get the pipeline with
+The app is one deployment, `PIPELINE_DEPLOYMENT`: a FastAPI ingress whose ``process`` and
+``process_prepared`` methods are the stream's entry, holding the towers of the model versions it is
+deployed with (in process, so one image's answer costs its forward pass and a gallery lookup, not a
+second Ray hop), the Milvus galleries and the Redis clients. Replicas, CPUs, threads, GPUs, HTTP batching
+and autoscaling come from `ServeSettings`. Ingest workers get the pipeline with
 ``serve.get_deployment_handle(PIPELINE_DEPLOYMENT, app_name=settings.serve.app_name)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import ray
+import redis
 from ray import serve
 from ray.serve.deployment import Application
 
 from services.api.deployment import PipelineDeployment
-from services.deployments import EMBEDDER_DEPLOYMENT, PIPELINE_DEPLOYMENT
-from services.embedder.deployment import EmbedderDeployment
+from services.api.served import live_key
+from services.deployments import PIPELINE_DEPLOYMENT
 from twinstream.config import Settings
 from twinstream.memory import MALLOC_ENV
 from twinstream.model.artifact import load_artifact
 
-__all__ = ["EMBEDDER_DEPLOYMENT", "PIPELINE_DEPLOYMENT", "base_url", "build_app", "deploy"]
+__all__ = ["PIPELINE_DEPLOYMENT", "base_url", "build_app", "deploy", "deploy_versions"]
 
 
-def _embedder_options(settings: Settings) -> dict[str, Any]:
+def _options(settings: Settings) -> dict[str, Any]:
     s = settings.serve
+    env = {**MALLOC_ENV, "OMP_NUM_THREADS": str(s.threads_per_replica)}
+    actor: dict[str, Any] = {"num_cpus": s.cpus_per_replica, "runtime_env": {"env_vars": env}}
+    if s.gpus_per_replica:
+        actor["num_gpus"] = s.gpus_per_replica
     options: dict[str, Any] = {
-        "ray_actor_options": {"num_cpus": s.cpus_per_replica, "runtime_env": {"env_vars": dict(MALLOC_ENV)}},
+        "ray_actor_options": actor,
         "max_ongoing_requests": s.max_ongoing_requests,
         "user_config": {"max_batch_size": s.max_batch_size, "batch_wait_timeout_s": s.batch_wait_timeout_s},
     }
@@ -40,27 +47,23 @@ def _embedder_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def build_app(settings: Settings, model_dir: Path | str) -> Application:
-    """The Serve application for one model artifact (validated here, before anything is deployed).
+def _dirs(model_dirs: Path | str | Sequence[Path | str]) -> list[str]:
+    dirs = [model_dirs] if isinstance(model_dirs, str | Path) else list(model_dirs)
+    if not dirs:
+        raise ValueError("deploy at least one model artifact")
+    return [str(Path(d).resolve()) for d in dirs]
+
+
+def build_app(settings: Settings, model_dirs: Path | str | Sequence[Path | str]) -> Application:
+    """The Serve application for one or more model artifacts (each validated here, before deploying).
 
     Raises:
-        twinstream.model.artifact.ArtifactError: If the artifact is missing, malformed or tampered with.
+        twinstream.model.artifact.ArtifactError: If an artifact is missing, malformed or tampered with.
     """
-    root = Path(model_dir).resolve()
-    load_artifact(root)  # fail in the caller, not in a replica restart loop
-    embedder = EmbedderDeployment.options(**_embedder_options(settings)).bind(  # type: ignore[attr-defined]
-        str(root), settings.serve.threads_per_replica
-    )
-    return PipelineDeployment.options(  # type: ignore[attr-defined]
-        num_replicas=settings.serve.ingress_replicas,
-        # Its numpy work is small matrices (normalise, exact gallery search): BLAS threads would only
-        # spin on the cores the embedder and the workers need (measured: twice the CPU per search).
-        ray_actor_options={
-            "num_cpus": settings.serve.ingress_cpus,
-            "runtime_env": {"env_vars": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}},
-        },
-        max_ongoing_requests=settings.serve.max_ongoing_requests,
-    ).bind(settings, str(root), embedder)
+    dirs = _dirs(model_dirs)
+    for root in dirs:
+        load_artifact(root)  # fail in the caller, not in a replica restart loop
+    return PipelineDeployment.options(**_options(settings)).bind(settings, dirs)  # type: ignore[attr-defined]
 
 
 def base_url(settings: Settings) -> str:
@@ -69,14 +72,15 @@ def base_url(settings: Settings) -> str:
     return f"http://{s.http_host}:{s.http_port}{s.route_prefix.rstrip('/')}"
 
 
-def deploy(settings: Settings, model_dir: Path | str) -> str:
+def deploy(settings: Settings, model_dirs: Path | str | Sequence[Path | str]) -> str:
     """Deploy (or update in place) the app on the Ray cluster and return the HTTP API's URL.
 
     Connects to ``settings.ray.address`` (or the local stack's head) unless Ray is already initialised;
     against a token-auth head, ``RAY_AUTH_MODE=token`` must be set before ``ray`` is first imported.
-    Serve's HTTP host and port apply when this call starts Serve on the cluster.
+    Serve's HTTP host and port apply when this call starts Serve on the cluster. The first artifact is
+    the version that answers until the live pointer names another (`deploy_versions`).
     """
-    app = build_app(settings, model_dir)
+    app = build_app(settings, model_dirs)
     if not ray.is_initialized():
         address = settings.ray.address or f"127.0.0.1:{settings.ray.gcs_port}"
         ray.init(address=address, log_to_driver=False)
@@ -91,3 +95,14 @@ def deploy(settings: Settings, model_dir: Path | str) -> str:
         logging_config={"enable_access_log": False},
     )
     return base_url(settings)
+
+
+def deploy_versions(settings: Settings, model_dirs: Sequence[Path | str], live: str) -> str:
+    """Deploy the app with several versions loaded, then point the live pointer at ``live``.
+
+    `serve.run` returns once every replica of the new deployment is running (each has loaded every
+    version), so the switch that follows is atomic: the next batch of every replica uses ``live``.
+    """
+    url = deploy(settings, model_dirs)
+    redis.Redis.from_url(settings.redis.url).set(live_key(settings.serve.app_name), live)
+    return url

@@ -5,4 +5,3 @@ without importing the app (and through it torch, FastAPI and the Milvus client).
 """
 
 PIPELINE_DEPLOYMENT = "Pipeline"
-EMBEDDER_DEPLOYMENT = "Embedder"

@@ -9,6 +9,7 @@ start lazily: a unit-only run starts nothing.
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -123,6 +124,33 @@ def kafka_broker(test_stack: Stack) -> Iterator[KafkaBrokerHandle]:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(kafka_broker: KafkaBrokerHandle) -> str:
     return kafka_broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def sasl_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """A second broker, started by the stack code in sasl-scram mode with tenants bound to topics.
+
+    It runs on its own free ports and state dir (Docker or not: the mode is the stack's own), beside the
+    plaintext broker the other tests use. The settings returned log in as its admin (the super user).
+    """
+    port = free_port()
+    settings = load_settings(
+        kafka={
+            "port": port,
+            "bootstrap": f"127.0.0.1:{port}",
+            "controller_port": free_port(),
+            "partitions": 2,
+            "security": "sasl-scram",
+            "tenant_binding": "topic",
+            "sasl_username": "admin",
+            "sasl_password": secrets.token_hex(16),
+        },
+    )
+    settings.paths.state_dir = tmp_path_factory.mktemp("sasl-stack")
+    stack = Stack(settings, settings.paths.state_dir)
+    ensure_part(stack, "kafka")
+    yield settings
+    stack.down(["kafka"])
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,16 @@
-"""From a trained tower to a versioned artifact: calibrate on validation, evaluate on test, save.
+"""From a trained tower to a versioned artifact: calibrate on held-out identities, evaluate on unseen ones.
 
-Runs on the driver (after Ray Train) or in quick training; needs the splits' validation and test sets.
+Runs on the driver (after Ray Train), in quick training, and for pretrained towers that are exported
+without training. The validation identities (never trained on, distinct from the test ones) fit the
+score calibration (method chosen by held-out log-loss) and the impostor model that maps a target FAR or
+FPIR to a threshold; the test identities give every reported figure, the calibration error with its
+bootstrap interval and the reliability diagram (``calibration.png``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +18,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from training.calibrate import expected_calibration_error, fit_calibration, threshold_at_far
+from training.calibration import CalibrationFit, fit_score_calibration, sample_identity_pairs
+from training.calibration_quality import ece_with_interval, reliability_png
 from training.config import TrainConfig
 from training.evaluate import (
     embed_images,
@@ -23,23 +29,57 @@ from training.evaluate import (
     sample_pairs,
 )
 from training.figures import roc_png, training_curves_png
+from training.impostor_fit import fit_impostor_model
 from training.splits import DataSplits
-from twinstream.model.artifact import Calibration, Manifest, new_version, save_artifact
+from twinstream.model.artifact import Manifest, new_version, save_artifact
+from twinstream.model.calibration import ScoreCalibration
+from twinstream.model.impostor import ImpostorModel
+from twinstream.model.operating_point import verify_point
 from twinstream.model.tower import set_test_time_shifts
 
 
+@dataclass(frozen=True)
+class Calibrated:
+    """What the validation identities give a tower: calibration, impostor model, verify threshold.
+
+    ``fit`` says how the calibration was chosen (absent when it is read back from a manifest).
+    """
+
+    calibration: ScoreCalibration
+    impostors: ImpostorModel
+    threshold: float
+    fit: CalibrationFit | None = None
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> Calibrated:
+        """What a saved artifact was calibrated with."""
+        return cls(manifest.calibration, manifest.impostors, manifest.threshold)
+
+
+def calibrate(tower: nn.Module, splits: DataSplits, target_far: float, seed: int = 0) -> Calibrated:
+    """Fit calibration and impostor model on the validation identities; the threshold at ``target_far``."""
+    emb = embed_images(tower, splits.val.images, splits.spec)
+    fit = fit_score_calibration(sample_identity_pairs(emb, splits.val.labels, seed), seed=seed)
+    impostors = fit_impostor_model(emb, splits.val.labels, seed=seed)
+    threshold = verify_point(fit.calibration, impostors, target_far).threshold
+    return Calibrated(fit.calibration, impostors, threshold, fit)
+
+
 def test_metrics(
-    tower: nn.Module, splits: DataSplits, calibration: Calibration, threshold: float, seed: int = 0
-) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """All test metrics of a tower plus its thinned ROC curve, on the test identities."""
+    tower: nn.Module, splits: DataSplits, calibrated: Calibrated, seed: int = 0
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Every test figure of a tower on the test identities, plus its ROC and reliability data."""
     emb = embed_images(tower, splits.test.images, splits.spec)
     metrics = evaluate_embeddings(emb, splits.test.labels, seed=seed)
-    pairs = sample_pairs(emb, splits.test.labels, seed=seed + 1)
-    probs = np.interp(pairs.distances, calibration.distances, calibration.probabilities)
-    accepted = pairs.distances <= threshold
-    metrics["ece"] = expected_calibration_error(probs, pairs.same)
-    metrics["far_at_threshold"] = float(accepted[~pairs.same].mean())
-    metrics["tar_at_threshold"] = float(accepted[pairs.same].mean())
+    pairs = sample_identity_pairs(emb, splits.test.labels, seed + 1)
+    probs = calibrated.calibration.probability(pairs.distances)
+    ece = ece_with_interval(probs, pairs, calibrated.calibration.prior, seed=seed)
+    accepted = pairs.distances <= calibrated.threshold
+    metrics |= {
+        "ece": ece.value, "ece_low": ece.low, "ece_high": ece.high,
+        "far_at_threshold": float(accepted[~pairs.same].mean()),
+        "tar_at_threshold": float(accepted[pairs.same].mean()),
+    }  # fmt: skip
     if splits.runs:
         metrics["official_20way"] = official_runs_accuracy(tower, splits.runs, splits.spec)
         shifts = set_test_time_shifts(tower, 0)
@@ -50,19 +90,21 @@ def test_metrics(
                 )
         finally:
             set_test_time_shifts(tower, shifts)
-    fpr, tpr = roc_points(pairs)
-    return metrics, {"fpr": fpr, "tpr": tpr}
+    fpr, tpr = roc_points(sample_pairs(emb, splits.test.labels, seed + 1))
+    return metrics, {"fpr": fpr, "tpr": tpr, "probabilities": probs, "same": pairs.same}
 
 
-def split_classes_summary(splits: DataSplits, limit: int = 100) -> dict[str, list[str]]:
-    """Which identities went to train / val / test (omitted for a part with more than ``limit``)."""
-    out = {}
-    for part in ("train", "val", "test"):
-        data = getattr(splits, part)
-        names = sorted({data.class_names[int(c)] for c in np.unique(data.labels)})
-        if len(names) <= limit:
-            out[part] = names
-    return out
+def _calibration_detail(calibrated: Calibrated) -> dict[str, Any]:
+    fit = calibrated.fit
+    if fit is None:
+        return {"method": str(calibrated.calibration.method), "prior": calibrated.calibration.prior}
+    return {
+        "method": str(fit.calibration.method),
+        "prior": fit.calibration.prior,
+        "held_out_log_loss": {str(k): v for k, v in fit.log_loss.items()},
+        "fitted_on": {"identities": fit.identities, "genuine_pairs": fit.genuine_pairs,
+                      "impostor_pairs": fit.impostor_pairs, "impostor_probes": calibrated.impostors.probes},
+    }  # fmt: skip
 
 
 def export_artifact(
@@ -74,35 +116,59 @@ def export_artifact(
     *,
     target_far: float = 1e-3,
     extra: dict[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    calibrated: Calibrated | None = None,
 ) -> Path:
     """Calibrate, evaluate and save ``tower`` as a new artifact version; returns its directory.
 
     The tower gets the run's test-time augmentation first, so calibration, test metrics and serving all
-    see the same embeddings.
+    see the same embeddings. ``calibrated`` may be passed when the caller already fitted it.
     """
     tower = getattr(tower, "module", tower)
     shifts = splits.test_time_shifts if cfg.test_time_shifts is None else cfg.test_time_shifts
-    set_test_time_shifts(tower, shifts)
+    if hasattr(tower, "test_time_shifts"):
+        set_test_time_shifts(tower, shifts)
     tower.eval()
-    val_pairs = sample_pairs(embed_images(tower, splits.val.images, splits.spec), splits.val.labels, cfg.seed)
-    threshold = threshold_at_far(val_pairs, target_far)
-    calibration = fit_calibration(val_pairs)
-    metrics, roc = test_metrics(tower, splits, calibration, threshold, cfg.seed)
+    calibrated = calibrated or calibrate(tower, splits, target_far, cfg.seed)
+    metrics, curves = test_metrics(tower, splits, calibrated, cfg.seed)
     manifest = Manifest(
         version=new_version(), architecture=cfg.architecture, input=splits.spec,
-        embedding_dim=cfg.embedding_dim, threshold=threshold, target_far=target_far,
-        calibration=calibration, metrics=metrics, dataset=splits.name, loss=str(cfg.loss),
-        miner=str(cfg.miner), created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        test_time_shifts=shifts,
+        embedding_dim=cfg.embedding_dim, threshold=calibrated.threshold, target_far=target_far,
+        calibration=calibrated.calibration, impostors=calibrated.impostors, metrics=metrics,
+        dataset=splits.name, loss=str(cfg.loss), miner=str(cfg.miner),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        test_time_shifts=shifts if hasattr(tower, "test_time_shifts") else 0,
+        provenance=dict(provenance or {}),
     )  # fmt: skip
-    title = f"{splits.name} · {cfg.loss}/{cfg.miner}"
+    title = f"{splits.name} · {cfg.architecture} · {cfg.loss}/{cfg.miner}"
     figures = {
-        "roc.png": roc_png(roc["fpr"], roc["tpr"], metrics["auc"], metrics["far_at_threshold"], title),
-        "training_curves.png": training_curves_png(history, title),
+        "roc.png": roc_png(curves["fpr"], curves["tpr"], metrics["auc"], metrics["far_at_threshold"], title),
+        "calibration.png": reliability_png(
+            curves["probabilities"],
+            curves["same"],
+            f"unseen identities · {title}",
+            calibrated.calibration.prior,
+        ),
     }
+    if history:
+        figures["training_curves.png"] = training_curves_png(history, title)
     detail = {
-        "history": list(history), "roc": roc, "config": cfg.to_dict(),
+        "history": list(history),
+        "roc": {"fpr": curves["fpr"], "tpr": curves["tpr"]},
+        "config": cfg.to_dict(),
         "classes": split_classes_summary(splits),
+        "calibration": _calibration_detail(calibrated),
         **(extra or {}),
-    }  # fmt: skip
+    }
     return save_artifact(tower, manifest, models_dir, figures=figures, extra_metrics=detail)
+
+
+def split_classes_summary(splits: DataSplits, limit: int = 100) -> dict[str, list[str]]:
+    """Which identities went to train / val / test (omitted for a part with more than ``limit``)."""
+    out = {}
+    for part in ("train", "val", "test"):
+        data = getattr(splits, part)
+        names = sorted({data.class_names[int(c)] for c in np.unique(data.labels)})
+        if len(names) <= limit:
+            out[part] = names
+    return out

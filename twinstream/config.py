@@ -7,10 +7,22 @@ singleton. Defaults match the local stack (`twinstream stack up`) on loopback.
 
 from __future__ import annotations
 
+import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    SerializationInfo,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,9 +34,36 @@ class _Group(BaseModel):
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
+#: Serialisation context key that writes secrets in clear (only for a child process's settings file).
+REVEAL_SECRETS = "reveal_secrets"
+
+
+def _secret_json(value: SecretStr, info: SerializationInfo) -> str:
+    """A secret in JSON: masked, unless the caller asked for it in clear (`write_settings_file`)."""
+    context = info.context if isinstance(info.context, dict) else {}
+    return value.get_secret_value() if context.get(REVEAL_SECRETS) else str(value)
+
+
+#: A secret setting: never printed (``**********`` in `twinstream settings` and in reprs).
+Secret = Annotated[SecretStr, PlainSerializer(_secret_json, return_type=str, when_used="json")]
+
+
+class KafkaSecurity(StrEnum):
+    """How Kafka clients authenticate to the brokers."""
+
+    PLAINTEXT = "plaintext"  # no authentication: anyone who reaches the broker may do anything
+    SASL_SCRAM = "sasl-scram"  # SASL/SCRAM-SHA-512 logins; the brokers enforce ACLs per principal
+
+
+class TenantBinding(StrEnum):
+    """Where the tenant of an image record comes from."""
+
+    HEADER = "header"  # the shared images topic and the record's `tenant` header: producers are trusted
+    TOPIC = "topic"  # the record's topic `<images_topic>.<tenant>`, writable only by that tenant's principal
+
 
 class KafkaSettings(_Group):
-    """Broker address, topic names and the local broker's ports."""
+    """Broker address, security, topic names and the local broker's ports."""
 
     bootstrap: str = Field("127.0.0.1:19092", description="bootstrap servers, comma separated")
     images_topic: str = "twinstream.images"
@@ -83,6 +122,28 @@ class KafkaSettings(_Group):
         description="delete.retention.ms: how long a tombstone outlives compaction; a re-index that pauses "
         "longer must start again (twinstream models reindex --restart)",
     )
+    security: KafkaSecurity = Field(
+        KafkaSecurity.PLAINTEXT,
+        description="plaintext: no authentication (the local dev stack's default); sasl-scram: every client "
+        "logs in with SCRAM-SHA-512 as sasl_username and the brokers enforce ACLs (docs/security.md)",
+    )
+    tenant_binding: TenantBinding = Field(
+        TenantBinding.HEADER,
+        description="header: one shared images topic, the tenant read from each record's `tenant` header "
+        "(only for deployments whose producers are all trusted); topic: one images topic per tenant, "
+        "`<images_topic>.<tenant>`, consumed by pattern, results on `<results_topic>.<tenant>`, and a "
+        "`tenant` header naming another tenant is refused",
+    )
+    sasl_username: str = Field("", description="this process's SCRAM user (sasl-scram)")
+    sasl_password: Secret = Field(
+        SecretStr(""), description="this process's SCRAM password (sasl-scram); never printed"
+    )
+    metadata_max_age_ms: int = Field(
+        30_000,
+        ge=1_000,
+        description="how often clients refresh topic metadata; in topic binding it bounds how long ingest "
+        "takes to start consuming a new tenant's images topic",
+    )
     # Local broker only (the stack): listener and KRaft controller ports.
     port: Port = 19092  # local broker client port
     controller_port: Port = 19093  # local broker KRaft controller port
@@ -109,10 +170,33 @@ class KafkaSettings(_Group):
             },
         }
 
+    def configs_of(self, topic: str) -> dict[str, str]:
+        """The configs ``topic`` is created with: `topic_configs`' entry, the images or results topic's
+        for a tenant's own ``<images_topic>.<tenant>`` / ``<results_topic>.<tenant>`` (topic binding),
+        else ``max.message.bytes`` only."""
+        known = self.topic_configs()
+        if topic in known:
+            return known[topic]
+        for base in (self.images_topic, self.results_topic):
+            if topic.startswith(f"{base}."):
+                return known[base]
+        return {"max.message.bytes": str(self.max_message_bytes)}
+
     @property
     def raw_image_retention_s(self) -> int:
         """The longest time a raw image may still be replayed from a topic (images or DLQ), in seconds."""
         return max(self.images_retention_ms, self.dlq_retention_ms) // 1000
+
+    @model_validator(mode="after")
+    def _credentials_for_sasl(self) -> KafkaSettings:
+        if self.security is KafkaSecurity.SASL_SCRAM and not (
+            self.sasl_username and self.sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                "security 'sasl-scram' needs TWINSTREAM_KAFKA__SASL_USERNAME and "
+                "TWINSTREAM_KAFKA__SASL_PASSWORD"
+            )
+        return self
 
 
 class RedisSettings(_Group):
@@ -157,28 +241,33 @@ class RaySettings(_Group):
 
 
 class ServeSettings(_Group):
-    """Ray Serve: replicas, batching and the HTTP API."""
+    """Ray Serve: the app's replicas (each holds the towers, galleries and HTTP API), batching, HTTP."""
 
     app_name: str = "twinstream"
     http_host: str = "127.0.0.1"
     http_port: Port = 18000  # Serve HTTP port
-    replicas: int = Field(1, ge=1)
-    cpus_per_replica: float = Field(1.0, gt=0)
-    threads_per_replica: int = Field(1, ge=1)
-    max_batch_size: int = Field(32, ge=1, le=4096)
-    batch_wait_timeout_s: float = Field(0.01, ge=0, le=10)
+    replicas: int = Field(1, ge=1, description="replicas of the app's one deployment")
+    cpus_per_replica: float = Field(1.0, gt=0, description="CPUs Ray reserves per replica")
+    threads_per_replica: int = Field(1, ge=1, description="torch intra-op threads of a replica's tower")
+    gpus_per_replica: float = Field(0.0, ge=0, description="GPUs per replica; > 0 runs the towers on CUDA")
+    max_batch_size: int = Field(32, ge=1, le=4096, description="HTTP requests coalesced into one batch")
+    batch_wait_timeout_s: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="how long a lone HTTP request waits for company; 0 = none (requests that arrive while "
+        "a batch runs still form the next batch)",
+    )
     api_keys: dict[str, str] = Field(
         default_factory=dict,
         description="API key -> tenant it is bound to ('*' for all tenants); empty disables auth",
     )
     autoscaling: dict[str, float] = Field(
         default_factory=dict,
-        description="embedder autoscaling_config (min_replicas, max_replicas, target_ongoing_requests…); "
+        description="autoscaling_config (min_replicas, max_replicas, target_ongoing_requests…); "
         "empty means a fixed number of `replicas`",
     )
-    ingress_replicas: int = Field(1, ge=1, description="replicas of the pipeline / HTTP ingress deployment")
-    ingress_cpus: float = Field(0.5, gt=0, description="CPUs per pipeline / HTTP ingress replica")
-    max_ongoing_requests: int = Field(128, ge=1, description="per replica, for both deployments")
+    max_ongoing_requests: int = Field(128, ge=1, description="per replica")
     route_prefix: str = Field("/", pattern=r"^/[A-Za-z0-9_\-/]*$", description="HTTP route prefix of the app")
 
 
@@ -215,10 +304,10 @@ class LifecycleSettings(_Group):
         description="after a switch, wait this long (a batch's time under the old pointer) before the "
         "last catch-up of the new version from the log",
     )
-    ledger_key: str = Field(
-        "",
+    ledger_key: Secret = Field(
+        SecretStr(""),
         description="secret HMAC key for the erasure ledger's subject hashes (empty: plain SHA-256, "
-        "which a guessed name can be checked against)",
+        "which a guessed name can be checked against); never printed",
     )
     ledger_margin_s: int = Field(
         3600, ge=0, description="the ledger outlives the raw images' retention by this much"
@@ -231,6 +320,15 @@ class LimitsSettings(_Group):
     max_image_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=64, description="width*height refused above this")
     allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "PPM", "GIF", "TIFF")
+
+
+class PolicySettings(_Group):
+    """The operating points of tenants that set none (`PUT /v1/tenants/{tenant}/policy` sets one)."""
+
+    verify_far: float = Field(1e-3, ge=1e-7, le=0.5, description="target false accept rate of verify")
+    identify_fpir: float = Field(
+        1e-2, ge=1e-7, le=0.5, description="target false positive identification rate of open-set identify"
+    )
 
 
 class MetricsSettings(_Group):
@@ -270,6 +368,8 @@ class Settings(BaseSettings):
         env_prefix="TWINSTREAM_",
         env_nested_delimiter="__",
         env_file=".env",
+        # The same .env carries docker-compose's own secrets (REDIS_PASSWORD, …): read only our variables.
+        dotenv_filtering="only_existing",
         extra="forbid",
     )
 
@@ -281,6 +381,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     paths: PathsSettings = Field(default_factory=PathsSettings)
     data_dir: Path | None = Field(
@@ -309,5 +410,26 @@ def load_settings(**overrides: object) -> Settings:
         lines = []
         for err in exc.errors():
             loc = "__".join(str(part) for part in err["loc"]).upper()
-            lines.append(f"  TWINSTREAM_{loc}: {err['msg']} (got {err.get('input')!r})")
+            lines.append(f"  TWINSTREAM_{loc}: {err['msg']}{_shown_input(loc, err.get('input'))}")
         raise SettingsError("invalid twinstream settings:\n" + "\n".join(lines)) from None
+
+
+def _shown_input(loc: str, value: object) -> str:
+    """The rejected value for the error message, unless it is or may contain a secret."""
+    if isinstance(value, dict | list) or any(word in loc for word in ("PASSWORD", "TOKEN", "SECRET", "KEY")):
+        return ""  # a whole group (e.g. kafka with its password) or a secret itself: never echo it
+    return f" (got {value!r})"
+
+
+def write_settings_file(settings: Settings, path: Path) -> Path:
+    """Write ``settings`` as JSON for a child process (``--settings-file``), secrets in clear.
+
+    The file is created readable by its owner only: it may hold the Kafka password.
+    """
+    text = settings.model_dump_json(context={REVEAL_SECRETS: True})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)  # an existing file keeps its mode through O_TRUNC
+    return path

@@ -2,9 +2,9 @@
 
 Every id is checked here before it reaches a store. The alphabet has no quote, backslash or whitespace,
 which is what makes it safe to put an id into a Milvus filter expression as a literal (milvus-lite has no
-filter templates). Tenants also name Kafka topics (``twinstream.images.<tenant>``), so their alphabet is
-the part of the id alphabet that Kafka allows in a topic name. ``fullmatch`` with ``\\Z``-free patterns:
-a trailing newline is refused (``$`` would match before it).
+filter templates). Tenants also name Kafka topics (``twinstream.images.<tenant>``), users and consumer
+group prefixes, so their alphabet has no dot: one tenant's name is never a prefix of another's. Patterns
+are applied with ``fullmatch``: a trailing newline is refused (``$`` would match before it).
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from twinstream.contracts import InputError, RejectReason
 
 #: Subjects: 1-128 of letters, digits and ``_ . : @ + -``, starting with a letter, digit or ``_``.
 SUBJECT_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.:@+\-]{0,127}"
-#: Tenants: 1-64 of letters, digits and ``_ . -``, starting with a letter or digit (Kafka topic safe).
-TENANT_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}"
+#: Tenants: 1-64 of letters, digits, ``_`` and ``-``, starting with a letter or digit. They also name
+#: Kafka topics, SCRAM users and consumer-group prefixes (`twinstream.tenant_topics`): without dots, no
+#: tenant's topic, user or group prefix starts with another tenant's.
+TENANT_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}"
 _SUBJECT = re.compile(SUBJECT_PATTERN)
 _TENANT = re.compile(TENANT_PATTERN)
-_RULES = {"tenant": (_TENANT, "1-64 of letters, digits, _ . -"), "subject": (_SUBJECT, "1-128 of letters, "
+_RULES = {"tenant": (_TENANT, "1-64 of letters, digits, _ -"), "subject": (_SUBJECT, "1-128 of letters, "
           "digits, _ . : @ + -")}  # fmt: skip
 
 

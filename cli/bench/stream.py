@@ -385,7 +385,7 @@ def bench_settings(name: str, poll: int | None, replicas: int | None) -> Setting
     """
     base = load_settings()
     replicas = replicas or base.serve.replicas
-    cpus = (base.ray.num_cpus - base.serve.ingress_cpus) / replicas
+    cpus = base.ray.num_cpus / replicas
     return base.model_copy(
         update={
             "serve": base.serve.model_copy(

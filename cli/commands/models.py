@@ -223,6 +223,17 @@ def adopt(
     raise typer.Exit(adopt_command(settings_or_exit(), console, model))
 
 
+@app.command("init-log")
+def init_log() -> None:
+    """Create the enrolment log topic (compacted, configs from the settings), or align its configs."""
+    from cli.stack.kafka_admin import ensure_topics
+
+    settings = settings_or_exit()
+    k = settings.kafka
+    ensure_topics(settings, {k.enrolments_topic: k.partitions})
+    console.print(f"enrolment log {k.enrolments_topic}: {k.configs_of(k.enrolments_topic)}")
+
+
 def erase(
     tenant: Annotated[str, typer.Option(help="tenant of the subject")],
     subject: Annotated[str, typer.Option(help="subject to erase")],

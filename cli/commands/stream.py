@@ -19,8 +19,9 @@ from rich.table import Table
 
 from cli.console import console, settings_or_exit
 from twinstream.codec import result_to_dict
-from twinstream.config import Settings
+from twinstream.config import Settings, TenantBinding
 from twinstream.contracts import DEFAULT_TENANT, DEFAULT_TOP_K, MatchResult, Op
+from twinstream.tenant_topics import images_topic_for, results_topic_for
 
 
 def ingest(settings: Settings, console: Console, *, workers: int | None = None) -> int:
@@ -31,9 +32,11 @@ def ingest(settings: Settings, console: Console, *, workers: int | None = None) 
     count = workers or settings.ingest.workers
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    k = settings.kafka
+    per_tenant = ".<tenant>" if k.tenant_binding is TenantBinding.TOPIC else ""
     console.print(
         f"ingest: {count} worker(s), group [bold]{settings.ingest.group_id}[/bold], "
-        f"{settings.kafka.images_topic} → {settings.kafka.results_topic} / {settings.kafka.dlq_topic}"
+        f"{k.images_topic}{per_tenant} → {k.results_topic}{per_tenant} / {k.dlq_topic}"
     )
     if count == 1:
         run_worker(settings, 0)
@@ -95,14 +98,15 @@ def publish(
         console.print(f"[red]{exc}[/red]")
         return 2
     total_bytes = sum(item.path.stat().st_size for item in items)
+    topic = images_topic_for(settings.kafka, tenant)  # the tenant's own one when bound to topics
     producer = pub.build_publish_producer(settings.kafka)
     columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
     try:
         with Progress(*columns, TimeRemainingColumn(), console=console) as progress:
-            task = progress.add_task(f"{op.value} → {settings.kafka.images_topic}", total=len(items))
+            task = progress.add_task(f"{op.value} → {topic}", total=len(items))
             summary = pub.publish_files(
                 producer,
-                settings.kafka.images_topic,
+                topic,
                 items,
                 op,
                 tenant=tenant,
@@ -131,8 +135,12 @@ def results(
     follow: bool = False,
     request_ids: Sequence[str] = (),
     as_json: bool = False,
+    tenant: str = DEFAULT_TENANT,
 ) -> int:
-    """`twinstream results [--follow] [--request-id ID ...] [--json]`: a table, or JSON lines."""
+    """`twinstream results [--follow] [--request-id ID ...] [--json] [--tenant T]`: a table, or JSON lines.
+
+    ``tenant`` picks the tenant's own results topic when tenants are bound to topics.
+    """
     from services.ingest.results_reader import build_reader, read_results
 
     consumer = build_reader(settings.kafka)
@@ -142,7 +150,7 @@ def results(
     count = 0
     try:
         for record in read_results(
-            consumer, settings.kafka.results_topic, follow=follow, request_ids=request_ids
+            consumer, results_topic_for(settings.kafka, tenant), follow=follow, request_ids=request_ids
         ):
             count += 1
             r = record.result
@@ -225,11 +233,20 @@ def results_command(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new results")] = False,
     request_id: Annotated[list[str] | None, typer.Option(help="only these request ids")] = None,
     as_json: JsonOpt = False,
+    tenant: Annotated[str, typer.Option(help="whose results topic, when tenants are bound to topics")] = (
+        DEFAULT_TENANT
+    ),
 ) -> None:
     """Print results from the results topic as a table, or JSON lines."""
-    raise typer.Exit(
-        results(settings_or_exit(), console, follow=follow, request_ids=request_id or (), as_json=as_json)
+    code = results(
+        settings_or_exit(),
+        console,
+        follow=follow,
+        request_ids=request_id or (),
+        as_json=as_json,
+        tenant=tenant,
     )
+    raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

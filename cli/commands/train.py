@@ -101,7 +101,7 @@ def eval_(
 ) -> None:
     """Evaluate a saved artifact on a data set's test identities with its own threshold and calibration."""
     from training.datasets import load_dataset
-    from training.export import test_metrics
+    from training.export import Calibrated, test_metrics
     from twinstream.model.artifact import load_artifact
 
     settings = settings_or_exit()
@@ -111,7 +111,7 @@ def eval_(
         load_dataset(dataset, data_dir or settings.datasets_dir, seed), spec=loaded.manifest.input
     )
     m = loaded.manifest
-    metrics, _ = test_metrics(loaded.tower, splits, m.calibration, m.threshold, seed)
+    metrics, _ = test_metrics(loaded.tower, splits, Calibrated.of(m), seed)
     metrics["eval_seconds"] = time.perf_counter() - start
     console.print(_metrics_table(f"{m.version} on {dataset} (test identities)", metrics))
     if json_out:

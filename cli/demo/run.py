@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from cli.demo.report import DemoCase, DemoFigures, Observed
-from twinstream.config import Settings
+from twinstream.config import Settings, TenantBinding, write_settings_file
 from twinstream.contracts import Op
 
 DEMO_DATASETS = ("digits", "omniglot", "att-faces")
@@ -104,8 +104,7 @@ def start_ingest(settings: Settings, state_dir: Path, workers: int) -> list[Any]
 
     run_dir = state_dir / "demo"
     run_dir.mkdir(parents=True, exist_ok=True)
-    settings_file = run_dir / "settings.json"
-    settings_file.write_text(settings.model_dump_json())
+    settings_file = write_settings_file(settings, run_dir / "settings.json")
     procs = []
     for index in range(workers):
         proc = ManagedProcess(f"ingest-{index}", run_dir)
@@ -118,13 +117,12 @@ def start_ingest(settings: Settings, state_dir: Path, workers: int) -> list[Any]
 
 def wait_for_workers(settings: Settings, workers: int, timeout_s: float = 180.0) -> None:
     """Block until the ingest group has ``workers`` members holding every partition."""
-    from kafka import KafkaConsumer
-
     from services.ingest.clients import build_admin
     from services.ingest.status import group_status
+    from services.kafka_clients import new_consumer
 
     admin = build_admin(settings.kafka)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap.split(","))
+    consumer = new_consumer(settings.kafka, client_id="twinstream-demo")
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
@@ -143,10 +141,11 @@ def publish_cases(
     settings: Settings, cases: list[DemoCase], tenant: str, poison: list, run_id: str = "demo"
 ) -> list[DemoCase]:
     """Publish with a plain KafkaProducer and the header contract, as any client would."""
-    from kafka import KafkaProducer
+    from services.kafka_clients import new_producer
 
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap.split(","),
+    producer = new_producer(
+        settings.kafka,
+        client_id="twinstream-demo",
         max_request_size=settings.kafka.max_message_bytes,
         linger_ms=5,
     )
@@ -205,8 +204,10 @@ def collect(settings: Settings, wanted: set[str], timeout_s: float) -> dict[str,
 
 def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> DemoFigures:
     """The whole demo; returns the figures it reported (the system test checks them against the topic)."""
-    from cli.stack import Stack
+    from cli.stack import Stack, StackError
 
+    if settings.kafka.tenant_binding is TenantBinding.TOPIC:  # it plays every producer on the shared topic
+        raise StackError("the demo needs TWINSTREAM_KAFKA__TENANT_BINDING=header (the shared images topic)")
     started = time.perf_counter()
     stack = Stack(settings)
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]

@@ -5,31 +5,27 @@ from __future__ import annotations
 import contextlib
 import uuid
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from twinstream.config import Settings
+from services.kafka_clients import new_admin, new_consumer, new_producer
+from twinstream.config import KafkaSettings, Settings
 
 
 def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
     """Create each missing topic with its partition count and configs; align existing topics' configs.
 
-    Configs come from `KafkaSettings.topic_configs` for the topics the settings name (images and DLQ
-    retention, the enrolment log's compaction), else ``max.message.bytes`` only. An existing topic keeps
-    its partitions, and has those configs set again (an incremental alter: other configs stay), so a
+    Configs come from `KafkaSettings.configs_of` (images and DLQ retention, also for each tenant's
+    images topic; the enrolment log's compaction), else ``max.message.bytes`` only. An existing topic
+    keeps its partitions and has those configs set again (an incremental alter: other configs stay), so a
     changed retention setting reaches a running stack on its next ``stack up``.
     """
     k = settings.kafka
-    known = k.topic_configs()
-    admin = KafkaAdminClient(
-        bootstrap_servers=k.bootstrap,
-        client_id="twinstream-stack",
-        bootstrap_timeout_ms=k.bootstrap_timeout_ms,
-    )
+    admin = new_admin(k, client_id="twinstream-stack")
     try:
         existing = set(admin.list_topics())
-        configs = {name: known.get(name, {"max.message.bytes": str(k.max_message_bytes)}) for name in topics}
+        configs = {name: k.configs_of(name) for name in topics}
         wanted = [
             NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=configs[name])
             for name, partitions in topics.items()
@@ -39,7 +35,7 @@ def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
             # A concurrent creator winning leaves the topic existing, as wanted.
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(wanted, timeout_ms=30_000, wait_for_metadata=True)
-        present = [name for name in topics if name in existing and name in known]
+        present = [name for name in topics if name in existing]
         if present:
             admin.alter_configs(
                 [ConfigResource(ConfigResourceType.TOPIC, name, configs=configs[name]) for name in present],
@@ -49,18 +45,18 @@ def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
         admin.close()
 
 
-def round_trip(bootstrap: str, topic: str, timeout_ms: int = 10_000) -> bool:
-    """Produce one record with headers and read it back from its offset."""
+def round_trip(kafka: KafkaSettings, topic: str, timeout_ms: int = 10_000) -> bool:
+    """Produce one record with headers and read it back from its offset (as ``kafka``'s principal)."""
     token = uuid.uuid4().hex.encode()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, bootstrap_timeout_ms=timeout_ms)
+    producer = new_producer(kafka, client_id="twinstream-stack", bootstrap_timeout_ms=timeout_ms)
     try:
         meta = producer.send(topic, value=token, headers=[("probe", b"1")], partition=0).get(
             timeout_ms / 1000
         )
     finally:
         producer.close(timeout=5)
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, bootstrap_timeout_ms=timeout_ms
+    consumer = new_consumer(
+        kafka, client_id="twinstream-stack", enable_auto_commit=False, bootstrap_timeout_ms=timeout_ms
     )
     try:
         tp = TopicPartition(topic, 0)

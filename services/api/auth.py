@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.api.http import ApiError, ApiReason
@@ -70,3 +70,27 @@ def current_tenant(
 
 
 Tenant = Annotated[str, Depends(current_tenant)]
+
+
+def named_tenant(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    tenant: Annotated[str, Path(description="the tenant this resource belongs to")],
+) -> str:
+    """The tenant named in the path, checked against the API key (for ``/v1/tenants/{tenant}/…``).
+
+    Raises:
+        ApiError: 401 without a valid key (when keys are configured), 403 for a tenant the key may not
+            use, 400 for a malformed tenant id.
+    """
+    keys = api_keys_of(request)
+    bound = _bound_tenant(keys, credentials) if keys else ANY_TENANT
+    if bound not in (ANY_TENANT, tenant):
+        raise ApiError(403, ApiReason.FORBIDDEN, "this API key may not use that tenant")
+    try:
+        return check_name("tenant", tenant)
+    except InputError as exc:
+        raise ApiError.from_input(exc) from None
+
+
+NamedTenant = Annotated[str, Depends(named_tenant)]

@@ -1,8 +1,10 @@
-"""The pipeline deployment: the stream's ``process`` handle method and the FastAPI HTTP API, one replica.
+"""The Serve deployment: the stream's ``process`` handle methods and the FastAPI HTTP API, per replica.
 
-It is the composition root of a replica: it builds the Milvus and Redis clients from settings, and
-gets the embedder as a Serve handle. HTTP requests are coalesced with `@serve.batch` into the same
-batched pipeline the stream uses, so concurrent callers share one Milvus search.
+It is the composition root of a replica: it builds the Milvus and Redis clients from settings and loads
+the model versions it is deployed with (`services.api.served`), each with its tower in this process.
+HTTP requests are coalesced with `@serve.batch` into the same batched pipeline the stream uses, so
+concurrent callers share one forward pass and one gallery search; each batch is answered by the version
+the live pointer names when it starts.
 
 No ``from __future__ import annotations`` here: Serve rebuilds the routes of the class in the
 replica and FastAPI must resolve the parameter types (``Request``) at run time.
@@ -12,40 +14,43 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-import numpy as np
-import ray.exceptions
 import redis
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
-from ray.serve.handle import DeploymentHandle
 
-from services.api.auth import Tenant
+from services.api.auth import NamedTenant, Tenant
 from services.api.http import ApiError, ApiReason, read_image, status_for
-from services.api.metrics import CountingEmbeddingCache
 from services.api.routes import install_error_handlers
+from services.api.served import ForwardPool, ServedVersion, ServedVersions, load_version
 from services.deployments import PIPELINE_DEPLOYMENT
 from services.gallery.client import connect as connect_milvus
-from services.gallery.milvus_gallery import MilvusGallery
-from services.gallery.mirror import MirroredGallery, RedisGenerations
-from services.gallery.names import collection_name
-from services.gallery.schema import ensure_collection
-from services.matching.matcher import Matcher
-from services.matching.pipeline import MatchingPipeline
-from services.results.store import ACTIVE_MODEL_KEY, RedisResultStore
+from services.results.store import RedisResultStore
+from services.tenants.policies import RedisPolicies
 from twinstream.codec import result_to_json
 from twinstream.config import Settings
-from twinstream.contracts import DEFAULT_TOP_K, MAX_TOP_K, Decision, ImageRequest, InputError, MatchResult, Op
+from twinstream.contracts import (
+    DEFAULT_TOP_K,
+    MAX_TOP_K,
+    POLICY_MAX,
+    POLICY_MIN,
+    Decision,
+    ImageRequest,
+    InputError,
+    MatchResult,
+    Op,
+    TenantPolicy,
+)
 from twinstream.images.prepared import PreparedBatch
 from twinstream.images.preprocess import InputSpec
-from twinstream.metrics import PipelineMetrics, RayFactory
+from twinstream.memory import reuse_freed_memory
+from twinstream.metrics import EmbedderMetrics, PipelineMetrics, RayFactory
 from twinstream.metrics.gallery_size import GallerySizeTracker
-from twinstream.model.artifact import MANIFEST_FILE, Manifest
 from twinstream.names import check_name
 
-_EMBED_ATTEMPTS = 3
 _Results = TypeVar("_Results", bound=Sequence[MatchResult])
 _IMAGE_BODY: dict[str, Any] = {
     "requestBody": {
@@ -58,6 +63,18 @@ _IMAGE_BODY: dict[str, Any] = {
         },
     }
 }
+
+
+class PolicyBody(BaseModel):
+    """A tenant's operating points; a field left out keeps its current value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    verify_far: float | None = Field(None, ge=POLICY_MIN, le=POLICY_MAX, description="target FAR of verify")
+    identify_fpir: float | None = Field(
+        None, ge=POLICY_MIN, le=POLICY_MAX, description="target FPIR of open-set identify"
+    )
+
 
 app = FastAPI(
     title="twinstream",
@@ -87,70 +104,70 @@ def _result_response(result: MatchResult, created: bool = False) -> Response:
 @serve.deployment(name=PIPELINE_DEPLOYMENT)
 @serve.ingress(app)
 class PipelineDeployment:
-    """Embedder handle + Milvus gallery + Redis results, behind the stream handle and the HTTP API.
+    """Towers + Milvus galleries + Redis results of one or more model versions, behind the stream's
+    handle methods and the HTTP API.
 
     Args:
         settings: Built once by the deploying process and shipped to every replica.
-        model_dir: The artifact directory (its manifest gives version, threshold, calibration, input).
-        embedder: Handle of the embedder deployment serving the same artifact.
+        model_dirs: Artifact directories; the first is the default version while no live pointer is set.
     """
 
-    def __init__(self, settings: Settings, model_dir: str, embedder: DeploymentHandle) -> None:
-        manifest = Manifest.from_json((Path(model_dir) / MANIFEST_FILE).read_text())
+    def __init__(self, settings: Settings, model_dirs: Sequence[str]) -> None:
+        reuse_freed_memory()  # activations are reused, not page-faulted in again on every pass
         self._settings = settings
-        self._embedder = embedder
         app.state.api_keys = dict(settings.serve.api_keys)  # read by services.api.auth
-        client = connect_milvus(settings.milvus.uri, settings.milvus.token)
-        collection = collection_name(settings.milvus.collection_prefix, manifest.version)
-        ensure_collection(client, collection, manifest.embedding_dim, settings.milvus)
+        milvus = connect_milvus(settings.milvus.uri, settings.milvus.token)
         rds = redis.Redis.from_url(settings.redis.url)
-        rds.set(ACTIVE_MODEL_KEY, manifest.version)
         self._results = RedisResultStore(rds, settings.redis.result_ttl_s)
         self._metrics = PipelineMetrics.create(RayFactory())
-        store = MilvusGallery(client, collection, settings.milvus.search_params)
-        gallery = MirroredGallery(
-            store, RedisGenerations(rds, collection), settings.milvus.mirror_max_vectors,
-            settings.milvus.mirror_max_total,
-        )  # fmt: skip
-        self._sizes = GallerySizeTracker(self._metrics, gallery.subjects)
-        self.pipeline = MatchingPipeline(
-            self._embed,
-            gallery,
-            Matcher(manifest),
-            settings.limits,
-            results=self._results,
-            cache=CountingEmbeddingCache(rds, settings.redis.cache_ttl_s, self._metrics),
-        )
+        forwards = ForwardPool(EmbedderMetrics.create(RayFactory()))
+        default = TenantPolicy(settings.policy.verify_far, settings.policy.identify_fpir)
+        self._policies = RedisPolicies(rds, default)
+        loaded = [
+            load_version(settings, Path(d), milvus=milvus, rds=rds, results=self._results,
+                         metrics=self._metrics, forwards=forwards, policies=self._policies)
+            for d in model_dirs
+        ]  # fmt: skip
+        self._versions = ServedVersions(loaded, rds, settings.serve.app_name)
+        self._versions.claim_default()
+        self._sizes = GallerySizeTracker(self._metrics, self._versions.default.gallery.subjects)
 
-    async def _embed(self, batch: np.ndarray) -> np.ndarray:
-        """Call the embedder; retry a replica that died mid-call (Serve routes the retry to a live one)."""
-        for attempt in range(_EMBED_ATTEMPTS):
-            try:
-                return await self._embedder.embed.remote(batch)  # type: ignore[no-any-return]
-            except ray.exceptions.RayActorError:
-                if attempt == _EMBED_ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(0.5 * (attempt + 1))
-        raise AssertionError("unreachable")
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """Apply ``user_config`` live: the HTTP batching's ``max_batch_size`` and ``batch_wait_timeout_s``."""
+        if "max_batch_size" in config:
+            self._batched.set_max_batch_size(int(config["max_batch_size"]))  # type: ignore[attr-defined]
+        if "batch_wait_timeout_s" in config:
+            self._batched.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))  # type: ignore[attr-defined]
+
+    def loaded_versions(self) -> list[str]:
+        """The model versions this replica can answer with."""
+        return self._versions.versions
 
     async def process(self, requests: list[ImageRequest]) -> list[MatchResult]:
         """The stream's entry (`twinstream.ports.MatchPipeline`): results in order, stored in Redis.
 
         Replay-safe: a request id that already has a stored result for the same request gets it back.
         """
-        return self._observed(await self.pipeline.process(requests, replay_safe=True), "stream")
+        served = await self._versions.live()
+        return self._observed(await served.pipeline.process(requests), "stream")
 
     async def process_prepared(self, batch: PreparedBatch) -> list[MatchResult]:
-        """The stream's entry for images the worker decoded (`twinstream.ports.PreparingPipeline`)."""
-        return self._observed(await self.pipeline.process_prepared(batch), "stream")
+        """The stream's entry for images the worker decoded (`twinstream.ports.PreparingPipeline`).
 
-    def input_spec(self) -> InputSpec:
-        """What ingest workers resize images to for this model version."""
-        return self.pipeline.matcher.manifest.input
+        A batch prepared for another version's input spec is refused (`StaleInputSpecError`): the worker
+        asks `input_spec` again and re-prepares.
+        """
+        served = await self._versions.live()
+        return self._observed(await served.pipeline.process_prepared(batch), "stream")
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def input_spec(self) -> InputSpec:
+        """What ingest workers prepare images for: the live version's input spec."""
+        return (await self._versions.live()).pipeline.matcher.manifest.input
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def _batched(self, requests: list[ImageRequest]) -> list[MatchResult]:
-        return list(self._observed(await self.pipeline.process(requests), "http"))
+        served = await self._versions.live()
+        return list(self._observed(await served.pipeline.process(requests), "http"))
 
     def _observed(self, results: _Results, entry: str) -> _Results:
         """Record a batch's decisions, scores and timings; mark tenants whose gallery size changed."""
@@ -159,29 +176,38 @@ class PipelineDeployment:
         return results
 
     async def _image_request(
-        self, request: Request, tenant: str, op: Op, subject: str = "", top_k: int = DEFAULT_TOP_K
+        self,
+        request: Request,
+        tenant: str,
+        op: Op,
+        subject: str = "",
+        top_k: int = DEFAULT_TOP_K,
+        all_faces: bool = False,
     ) -> ImageRequest:
         data, content_type = await read_image(request, self._settings.limits.max_image_bytes)
-        return ImageRequest(uuid.uuid4().hex, op, data, tenant, subject, top_k, content_type)
+        return ImageRequest(
+            uuid.uuid4().hex, op, data, tenant, subject, top_k, content_type, all_faces=all_faces
+        )
+
+    async def _live(self) -> ServedVersion:
+        return await self._versions.live()
 
     @app.get("/healthz")
-    async def healthz(self) -> dict[str, str]:
-        """Liveness: the replica answers and knows its model version."""
-        return {"status": "ok", "model_version": self.pipeline.model_version}
+    async def healthz(self) -> dict[str, Any]:
+        """Liveness: the replica answers, with the live model version and every version it has loaded."""
+        served = await self._live()
+        return {"status": "ok", "model_version": served.version, "loaded_versions": self._versions.versions}
 
     @app.post("/v1/embed", openapi_extra=_IMAGE_BODY)
     async def embed(self, request: Request, tenant: Tenant) -> dict[str, Any]:
         """The L2-normalised embedding of one image."""
         req = await self._image_request(request, tenant, Op.IDENTIFY)
+        served = await self._live()
         try:
-            vector = await self.pipeline.embed_image(req)
+            vector = await served.pipeline.embed_image(req)
         except InputError as exc:
             raise ApiError.from_input(exc) from None
-        return {
-            "model_version": self.pipeline.model_version,
-            "dim": len(vector),
-            "embedding": vector.tolist(),
-        }
+        return {"model_version": served.version, "dim": len(vector), "embedding": vector.tolist()}
 
     @app.post("/v1/subjects/{subject}/images", status_code=201, openapi_extra=_IMAGE_BODY)
     async def enroll(self, subject: str, request: Request, tenant: Tenant) -> Response:
@@ -203,11 +229,15 @@ class PipelineDeployment:
         request: Request,
         tenant: Tenant,
         top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K)] = DEFAULT_TOP_K,
+        faces: Annotated[
+            Literal["largest", "all"],
+            Query(description="face models: `all` answers for every face of a group photo (`faces`)"),
+        ] = "largest",
     ) -> Response:
-        """1:N: the top-k subjects; MATCH names the best within threshold, else UNKNOWN."""
-        return _result_response(
-            await self._batched(await self._image_request(request, tenant, Op.IDENTIFY, top_k=top_k))
-        )
+        """1:N: the top-k subjects; MATCH names the best within the tenant's operating point, else
+        UNKNOWN. With a face model and ``faces=all``, one answer per face found."""
+        ask = await self._image_request(request, tenant, Op.IDENTIFY, top_k=top_k, all_faces=faces == "all")
+        return _result_response(await self._batched(ask))
 
     @app.delete("/v1/subjects/{subject}")
     async def delete_subject(self, subject: str, tenant: Tenant) -> Response:
@@ -216,11 +246,12 @@ class PipelineDeployment:
             check_name("subject", subject)
         except InputError as exc:
             raise ApiError.from_input(exc) from None
-        counts = await asyncio.to_thread(self.pipeline.gallery.delete, [(tenant, subject)])
+        served = await self._live()
+        counts = await asyncio.to_thread(served.gallery.delete, [(tenant, subject)])
         if not counts[(tenant, subject)]:
             raise ApiError(404, "unknown-subject", f"subject {subject!r} has no enrolled images")
         req = ImageRequest(uuid.uuid4().hex, Op.DELETE, tenant=tenant, subject=subject)
-        result = self.pipeline.matcher.deleted(req)
+        result = served.pipeline.matcher.deleted(req)
         await asyncio.to_thread(self._results.put_many, [result])
         self._observed([result], "http")
         return _result_response(result)
@@ -228,9 +259,46 @@ class PipelineDeployment:
     @app.get("/v1/subjects")
     async def list_subjects(self, tenant: Tenant) -> dict[str, Any]:
         """Subjects of the tenant and how many images each has."""
-        counts = await asyncio.to_thread(self.pipeline.gallery.subjects, tenant)
+        served = await self._live()
+        counts = await asyncio.to_thread(served.gallery.subjects, tenant)
         subjects = [{"subject": s, "images": n} for s, n in counts.items()]
-        return {"tenant": tenant, "model_version": self.pipeline.model_version, "subjects": subjects}
+        return {"tenant": tenant, "model_version": served.version, "subjects": subjects}
+
+    @app.get("/v1/tenants/{tenant}/policy")
+    async def get_policy(self, tenant: NamedTenant) -> dict[str, Any]:
+        """The tenant's operating points and the thresholds they map to for the live model."""
+        policy = (await asyncio.to_thread(self._policies.read, [tenant]))[tenant]
+        return await self._policy_body(tenant, policy)
+
+    @app.put("/v1/tenants/{tenant}/policy")
+    async def put_policy(self, tenant: NamedTenant, body: PolicyBody) -> dict[str, Any]:
+        """Set the tenant's target FAR (verify) and/or FPIR (identify); every replica and ingest path
+        applies it within a second. Values outside [1e-7, 0.5] are refused (422)."""
+        current = (await asyncio.to_thread(self._policies.read, [tenant]))[tenant]
+        policy = TenantPolicy(
+            body.verify_far if body.verify_far is not None else current.verify_far,
+            body.identify_fpir if body.identify_fpir is not None else current.identify_fpir,
+        )
+        await asyncio.to_thread(self._policies.write, tenant, policy)
+        return await self._policy_body(tenant, policy)
+
+    async def _policy_body(self, tenant: str, policy: TenantPolicy) -> dict[str, Any]:
+        served = await self._live()
+        matcher = served.pipeline.matcher
+        size = await asyncio.to_thread(served.gallery.size, tenant)
+        verify, identify = matcher.verify_policy(policy), matcher.identify_policy(policy, max(1, size))
+        return {
+            "tenant": tenant,
+            "verify_far": policy.verify_far,
+            "identify_fpir": policy.identify_fpir,
+            "model_version": served.version,
+            "verify": {"threshold": verify.threshold, "min_probability": verify.min_probability},
+            "identify": {
+                "gallery_size": size,
+                "threshold": identify.threshold,
+                "min_probability": identify.min_probability,
+            },
+        }
 
     @app.get("/v1/results/{request_id}")
     async def get_result(self, request_id: str, tenant: Tenant) -> Response:

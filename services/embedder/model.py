@@ -19,20 +19,29 @@ class TowerEmbedder:
         threads: Intra-op threads for this process (one replica should not take every core).
         max_chunk: Largest forward pass; bigger inputs are split. CPU convolutions get slower per
             image past ~64 images (cache): 56x46 faces 557 img/s at 64 vs 463 at 128, Omniglot with
-            test-time views 360 vs 206 (1 thread, bench/stream.py's models).
+            test-time views 360 vs 206 (1 thread, `twinstream bench stream`'s models).
     """
 
-    def __init__(self, artifact: LoadedArtifact, threads: int = 1, max_chunk: int = 64) -> None:
+    def __init__(
+        self, artifact: LoadedArtifact, threads: int = 1, max_chunk: int = 64, device: str = "cpu"
+    ) -> None:
         torch.set_num_threads(threads)
         reuse_freed_memory()  # activations are reused, not page-faulted in again on every pass
-        self._tower = artifact.tower.eval()
+        self.device = torch.device(device)
+        self._tower = artifact.tower.to(self.device).eval()
         self.manifest: Manifest = artifact.manifest
-        self._max_chunk = max_chunk
+        # On a GPU big batches are what it is for; on CPU convolutions slow down per image past ~64.
+        self._max_chunk = max_chunk if self.device.type == "cpu" else max(max_chunk, 256)
 
     @classmethod
-    def from_dir(cls, model_dir: Path | str, threads: int = 1) -> TowerEmbedder:
-        """Load the artifact directory ``model_dir`` (raises `twinstream.model.artifact.ArtifactError`)."""
-        return cls(load_artifact(model_dir), threads=threads)
+    def from_dir(cls, model_dir: Path | str, threads: int = 1, device: str = "cpu") -> TowerEmbedder:
+        """Load the artifact directory ``model_dir`` (raises `twinstream.model.artifact.ArtifactError`).
+
+        ``device`` is ``cpu`` or ``cuda`` (refused with a clear error where no GPU is visible).
+        """
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} asked for, but torch sees no CUDA device here")
+        return cls(load_artifact(model_dir), threads=threads, device=device)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """Embed pre-processed inputs.
@@ -49,5 +58,5 @@ class TowerEmbedder:
         with torch.inference_mode():
             for start in range(0, len(batch), self._max_chunk):
                 chunk = torch.from_numpy(np.ascontiguousarray(batch[start : start + self._max_chunk]))
-                parts.append(self._tower(chunk).numpy())
+                parts.append(self._tower(chunk.to(self.device, non_blocking=True)).float().cpu().numpy())
         return np.concatenate(parts).astype(np.float32, copy=False)

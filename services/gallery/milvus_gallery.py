@@ -248,6 +248,13 @@ class MilvusGallery:
             iterator.close()
         return dict(sorted(counts.items()))
 
+    def size(self, tenant: str) -> int:
+        """How many vectors one tenant holds (one ``count(*)`` query)."""
+        rows = self._client.query(
+            self.collection, filter=f"tenant == {literal(tenant)}", output_fields=["count(*)"]
+        )
+        return int(rows[0]["count(*)"]) if rows else 0
+
     def tenant_rows(self, tenant: str, limit: int) -> list[tuple[str, str, np.ndarray]]:
         """Up to ``limit`` (image id, subject, vector) rows of one tenant, read page by page."""
         rows: list[tuple[str, str, np.ndarray]] = []

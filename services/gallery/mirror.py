@@ -34,6 +34,10 @@ import redis
 from services.gallery.milvus_gallery import cosine_to_euclidean
 from services.matching.ports import Enrollment, Gallery, Hit, SubjectKey
 
+#: How old Milvus' count of a tenant too large to copy may be: open-set thresholds move with log N, so a
+#: few seconds of enrolments change them by nothing measurable, and a count query costs tens of ms.
+_COUNT_MAX_AGE_S = 5.0
+
 
 class GalleryStore(Gallery, Protocol):
     """What the mirror needs from the store behind it: a gallery that can hand over a whole tenant."""
@@ -187,6 +191,7 @@ class MirroredGallery:
         self._max_age_s = max_age_s
         self._copies: OrderedDict[str, TenantCopy] = OrderedDict()  # least recently used first
         self._lock = threading.Lock()  # batches run in worker threads (asyncio.to_thread)
+        self._counts: dict[str, tuple[int, float]] = {}  # tenants served by Milvus: (size, when counted)
         self.reloads = 0
 
     # --- reads ----------------------------------------------------------------------------------------
@@ -218,6 +223,20 @@ class MirroredGallery:
     def image_ids_of(self, keys: Sequence[SubjectKey]) -> dict[SubjectKey, list[str]]:
         """Asked of Milvus (the mirror holds only tenants it served): what a delete must tombstone."""
         return self._store.image_ids_of(keys)
+
+    def size(self, tenant: str) -> int:
+        """Vectors of a tenant: its copy's length, or (too large to copy) Milvus' count, a few seconds old."""
+        with self._lock:
+            copy = self._fresh([tenant])[tenant]
+            if copy is not None:
+                return len(copy)
+            counted = self._counts.get(tenant)
+        if counted is not None and time.monotonic() - counted[1] < _COUNT_MAX_AGE_S:
+            return counted[0]
+        size = self._store.size(tenant)
+        with self._lock:
+            self._counts[tenant] = (size, time.monotonic())
+        return size
 
     def flush(self) -> None:
         self._store.flush()

@@ -25,6 +25,7 @@ from twinstream.config import LimitsSettings
 from twinstream.contracts import Decision, ImageRequest, InputError, MatchResult, RejectReason
 from twinstream.images.prepared import prepare
 from twinstream.ports import MatchPipeline, PreparingPipeline
+from twinstream.tenant_topics import TopicTenancy
 
 #: REJECTED results that are answers, not poison: the request was well-formed, there is just nothing to
 #: compare it with (e.g. verify against a subject never enrolled). They are published but not dead-lettered.
@@ -54,6 +55,7 @@ def run_batch(
     *,
     worker: str,
     now_ms: int,
+    tenancy: TopicTenancy | None = None,
 ) -> BatchOutcome:
     """Decode ``records``, send the valid ones to ``pipeline`` in one call, and merge the answers.
 
@@ -63,12 +65,13 @@ def run_batch(
         limits: Input limits for the cheap checks.
         worker: Name recorded in the dead-letter metadata.
         now_ms: Failure time recorded in the dead-letter metadata.
+        tenancy: The topic binding when tenants are bound to topics (a record's tenant is its topic's).
 
     Raises:
         Exception: Whatever the pipeline raises (the caller treats it as a dependency failure).
         PipelineContractError: If the pipeline returns the wrong number of results.
     """
-    decoded = [decode_record(record, limits) for record in records]
+    decoded = [decode_record(record, limits, tenancy) for record in records]
     requests = [item for item in decoded if isinstance(item, ImageRequest)]
     if isinstance(pipeline, PreparingPipeline) and requests:
         decoded, answered = _prepared(pipeline, decoded, limits)

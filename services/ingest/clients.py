@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kafka import KafkaAdminClient, KafkaConsumer
 
+from services.kafka_clients import new_admin, new_consumer
 from twinstream.config import IngestSettings, KafkaSettings
 
 #: Per-partition fetch size: a few images per fetch; a larger single record is still returned (KIP-74).
@@ -16,8 +17,8 @@ def build_consumer(kafka: KafkaSettings, ingest: IngestSettings, *, client_id: s
     ``max_poll_interval_ms`` bounds one poll→commit cycle (pipeline retries included) and comes from
     settings; heartbeats run on kafka-python's background thread, so a long batch keeps the session.
     """
-    return KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap.split(","),
+    return new_consumer(
+        kafka,
         group_id=ingest.group_id,
         client_id=client_id,
         enable_auto_commit=False,
@@ -28,13 +29,8 @@ def build_consumer(kafka: KafkaSettings, ingest: IngestSettings, *, client_id: s
         heartbeat_interval_ms=max(100, ingest.session_timeout_ms // 3),
         max_partition_fetch_bytes=_PARTITION_FETCH_BYTES,
         fetch_max_bytes=max(50 * 1024 * 1024, kafka.max_message_bytes + 1024 * 1024),
-        bootstrap_timeout_ms=kafka.bootstrap_timeout_ms,
     )
 
 
 def build_admin(kafka: KafkaSettings, *, client_id: str = "twinstream-admin") -> KafkaAdminClient:
-    return KafkaAdminClient(
-        bootstrap_servers=kafka.bootstrap.split(","),
-        client_id=client_id,
-        bootstrap_timeout_ms=kafka.bootstrap_timeout_ms,
-    )
+    return new_admin(kafka, client_id=client_id)

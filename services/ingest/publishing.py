@@ -14,6 +14,7 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from services.kafka_clients import new_producer
 from twinstream.codec import encode_image_event, request_headers
 from twinstream.config import KafkaSettings
 from twinstream.contracts import DEFAULT_TENANT, DEFAULT_TOP_K, OPS_NEEDING_SUBJECT, ImageRequest, Op
@@ -164,12 +165,11 @@ def write_manifest(path: Path, items: list[PublishItem], op: Op, tenant: str) ->
 
 
 def build_publish_producer(kafka: KafkaSettings) -> KafkaProducer:
-    return KafkaProducer(
-        bootstrap_servers=kafka.bootstrap.split(","),
+    return new_producer(
+        kafka,
         client_id="twinstream-publish",
         acks="all",
         linger_ms=10,
         batch_size=kafka.producer_batch_bytes,
         max_request_size=kafka.max_message_bytes,
-        bootstrap_timeout_ms=kafka.bootstrap_timeout_ms,
     )

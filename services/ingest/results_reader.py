@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 
+from services.kafka_clients import new_consumer
 from twinstream.codec import decode_result
 from twinstream.config import KafkaSettings
 from twinstream.contracts import MatchResult
@@ -25,13 +26,7 @@ class ResultRecord:
 
 def build_reader(kafka: KafkaSettings) -> KafkaConsumer:
     """A group-less consumer (reading results never moves anyone's offsets)."""
-    return KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap.split(","),
-        client_id="twinstream-results-reader",
-        group_id=None,
-        enable_auto_commit=False,
-        bootstrap_timeout_ms=kafka.bootstrap_timeout_ms,
-    )
+    return new_consumer(kafka, client_id="twinstream-results-reader", group_id=None, enable_auto_commit=False)
 
 
 def read_results(

@@ -24,6 +24,7 @@ from services.results.kafka_publisher import ResultPublisher
 from twinstream.codec import KafkaRecord
 from twinstream.config import Settings
 from twinstream.ports import MatchPipeline, ResultSink, stores_results
+from twinstream.tenant_topics import TopicTenancy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -82,6 +83,7 @@ class IngestWorker:
         self._stop = threading.Event()
         self._backoff = Backoff(settings.ingest.retry_initial_s, settings.ingest.retry_max_s)
         self._last_lag = 0.0
+        self._tenancy = TopicTenancy.from_settings(settings.kafka)
 
     def request_stop(self) -> None:
         """Ask the loop to stop after the current batch (safe to call from a signal handler)."""
@@ -92,9 +94,18 @@ class IngestWorker:
         return self._stop.is_set()
 
     def run(self) -> None:
-        """Subscribe and process batches until stopped, then flush, close and leave the group."""
-        topic = self._settings.kafka.images_topic
-        self._consumer.subscribe([topic], listener=_Rebalances(self._consumer, self._observer, self.name))
+        """Subscribe and process batches until stopped, then flush, close and leave the group.
+
+        With tenants bound to topics the group subscribes by pattern to every tenant's images topic
+        (new tenants are picked up at the next metadata refresh); otherwise to the shared topic.
+        """
+        listener = _Rebalances(self._consumer, self._observer, self.name)
+        if self._tenancy is not None:
+            topic = self._tenancy.images_pattern
+            self._consumer.subscribe(pattern=topic, listener=listener)
+        else:
+            topic = self._settings.kafka.images_topic
+            self._consumer.subscribe([topic], listener=listener)
         log.info("%s: consuming %s in group %s", self.name, topic, self._settings.ingest.group_id)
         try:
             while not self._stop.is_set():
@@ -151,6 +162,7 @@ class IngestWorker:
             self._settings.limits,
             worker=self.name,
             now_ms=int(time.time() * 1000),
+            tenancy=self._tenancy,
         )
 
     def _retry(self, stage: str, errors: tuple[type[BaseException], ...], action: Callable[[], T]) -> T:

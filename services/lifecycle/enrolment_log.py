@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
+from services.kafka_clients import new_consumer, new_producer
 from services.matching.ports import LoggedEnrolment
 from twinstream.codec.enrolments import (
     ENROLMENT_CONTENT_TYPE,
@@ -58,14 +59,13 @@ class EnrolmentLogError(RuntimeError):
 
 def build_log_producer(kafka: KafkaSettings, *, client_id: str = "twinstream-enrolments") -> KafkaProducer:
     """A producer for the log: acks from every in-sync replica, idempotent, sized for images."""
-    return KafkaProducer(
-        bootstrap_servers=kafka.bootstrap.split(","),
+    return new_producer(
+        kafka,
         client_id=client_id,
         acks="all",
         linger_ms=2,
         batch_size=kafka.producer_batch_bytes,
         max_request_size=kafka.max_message_bytes,
-        bootstrap_timeout_ms=kafka.bootstrap_timeout_ms,
     )
 
 
@@ -73,15 +73,14 @@ def build_log_consumer(
     kafka: KafkaSettings, *, group_id: str | None = None, client_id: str = "twinstream-enrolments-reader"
 ) -> KafkaConsumer:
     """A consumer for reading the log by assignment (never a group member; ``group_id`` only to commit)."""
-    return KafkaConsumer(
-        bootstrap_servers=kafka.bootstrap.split(","),
+    return new_consumer(
+        kafka,
         client_id=client_id,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=_PARTITION_FETCH_BYTES,
         fetch_max_bytes=max(50 * 1024 * 1024, kafka.max_message_bytes + 1024 * 1024),
-        bootstrap_timeout_ms=kafka.bootstrap_timeout_ms,
     )
 
 

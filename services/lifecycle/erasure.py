@@ -30,8 +30,8 @@ from services.gallery.names import collection_name
 from services.lifecycle.clients import LifecycleClients
 from services.lifecycle.enrolment_log import EnrolmentLogReader
 from services.lifecycle.ledger import RedisErasureLedger
+from services.lifecycle.registry import live_version
 from services.results.store import (
-    ACTIVE_MODEL_KEY,
     EmbeddingCache,
     SubjectIndex,
     delete_results_naming,
@@ -57,12 +57,10 @@ class ErasureReport:
 
 
 def known_versions(clients: LifecycleClients) -> list[str]:
-    """Registered versions, plus the version the Serve app last said it serves."""
+    """Registered versions, plus the live one (served before the registry knew it, perhaps)."""
     versions = {entry.version for entry in clients.registry.versions()}
-    active = clients.redis.get(ACTIVE_MODEL_KEY)
-    if active:
-        versions.add(active.decode() if isinstance(active, bytes) else str(active))
-    return sorted(versions)
+    live = live_version(clients.redis, clients.registry.keys)
+    return sorted(versions | ({live} if live else set()))
 
 
 def target_collections(clients: LifecycleClients) -> list[str]:

@@ -83,7 +83,7 @@ class RedisErasureLedger:
 
     @classmethod
     def from_settings(cls, client: redis.Redis, settings: Settings) -> RedisErasureLedger:
-        return cls(client, ledger_ttl_s(settings), settings.lifecycle.ledger_key)
+        return cls(client, ledger_ttl_s(settings), settings.lifecycle.ledger_key.get_secret_value())
 
     def record(self, tenant: str, subject: str, erased_at_ms: int) -> None:
         """Remember an erasure (a later erasure of the same subject moves the time on and renews the TTL)."""

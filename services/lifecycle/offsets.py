@@ -12,17 +12,14 @@ from collections.abc import Mapping
 from kafka import KafkaAdminClient, OffsetAndMetadata, TopicPartition
 from kafka.errors import GroupIdNotFoundError, KafkaError, NoError
 
+from services.kafka_clients import new_admin
 from services.lifecycle.enrolment_log import EnrolmentLogReader, retrying
 from twinstream.config import KafkaSettings, Settings
 
 
 def build_admin(kafka: KafkaSettings) -> KafkaAdminClient:
     """An admin client for group offsets and topic configs."""
-    return KafkaAdminClient(
-        bootstrap_servers=kafka.bootstrap.split(","),
-        client_id="twinstream-lifecycle",
-        bootstrap_timeout_ms=kafka.bootstrap_timeout_ms,
-    )
+    return new_admin(kafka, client_id="twinstream-lifecycle")
 
 
 def reindex_group(settings: Settings, version: str) -> str:

@@ -1,18 +1,19 @@
 """The model-version registry in Redis: which versions exist, how far each was re-indexed, which is live.
 
-Keys, per deployment namespace ``<ns>`` (its Milvus collection prefix, ``milvus.collection_prefix``, so
-deployments sharing one Redis, such as test apps, never see each other's pointers):
+Keys, per Serve app ``<app>`` (``serve.app_name``: apps sharing one Redis, such as test apps, never see
+each other's pointers):
 
-- ``twinstream:models:<ns>:versions`` — SET of registered version ids.
-- ``twinstream:models:<ns>:version:<version>`` — HASH: ``artifact`` (artifact directory), ``collection``
+- ``twinstream:model:live:<app>`` — STRING: the version that answers requests. The serving side
+  (`services.api.served`) reads it once per batch (`live_version`), so every request of a batch is
+  answered by one version end to end.
+- ``twinstream:model:previous:<app>`` — STRING: the version live before (what ``rollback`` returns to).
+- ``twinstream:model:versions:<app>`` — SET of registered version ids.
+- ``twinstream:model:version:<app>:<version>`` — HASH: ``artifact`` (artifact directory), ``collection``
   (its Milvus collection), ``dim``, ``registered_at_ms``, ``complete`` (``1`` once a re-index reached the
   log's end), ``caught_up_at_ms``, ``offsets`` (JSON ``{partition: next offset}`` the re-index committed),
   ``gallery_size`` (rows when it last caught up), ``images_per_s`` (of its last re-index run).
-- ``twinstream:models:<ns>:live`` — STRING: the version that answers requests. The serving side reads
-  it once per batch (`live_version`), so every request of a batch is answered by one version end to end.
-- ``twinstream:models:<ns>:previous`` — STRING: the version live before (what ``rollback`` returns to).
 
-`set_live` moves both pointers in one Lua script, so no reader ever sees a half-made switch.
+`set_live` and `switch_live` move both pointers in one Lua script, so no reader sees a half-made switch.
 """
 
 from __future__ import annotations
@@ -42,31 +43,31 @@ return current
 
 @dataclass(frozen=True, slots=True)
 class RegistryKeys:
-    """The registry's Redis keys for one deployment namespace (its Milvus collection prefix)."""
+    """The registry's Redis keys for one Serve app."""
 
-    namespace: str = "twinstream"
+    app: str = "twinstream"
 
     @classmethod
     def for_settings(cls, settings: Settings) -> RegistryKeys:
-        return cls(settings.milvus.collection_prefix)
-
-    @property
-    def versions(self) -> str:
-        return f"twinstream:models:{self.namespace}:versions"
+        return cls(settings.serve.app_name)
 
     @property
     def live(self) -> str:
-        return f"twinstream:models:{self.namespace}:live"
+        return f"twinstream:model:live:{self.app}"
 
     @property
     def previous(self) -> str:
-        return f"twinstream:models:{self.namespace}:previous"
+        return f"twinstream:model:previous:{self.app}"
+
+    @property
+    def versions(self) -> str:
+        return f"twinstream:model:versions:{self.app}"
 
     def version(self, version: str) -> str:
-        return f"twinstream:models:{self.namespace}:version:{version}"
+        return f"twinstream:model:version:{self.app}:{version}"
 
 
-#: The keys of the default deployment (collection prefix ``twinstream``).
+#: The keys of the default Serve app (``twinstream``).
 DEFAULT_KEYS = RegistryKeys()
 
 
@@ -91,6 +92,27 @@ def set_live(client: redis.Redis, version: str, keys: RegistryKeys = DEFAULT_KEY
         The version that was live before (None if none was), or ``version`` itself if it already was.
     """
     return _text(client.eval(_SET_LIVE, 2, keys.live, keys.previous, version))  # type: ignore[arg-type]
+
+
+#: live := ARGV[1]; previous := ARGV[2] unless it is empty or the new live version itself.
+_SWITCH_LIVE = """
+redis.call('SET', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' and ARGV[2] ~= ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+return 1
+"""
+
+
+def switch_live(
+    client: redis.Redis, version: str, former: str | None, keys: RegistryKeys = DEFAULT_KEYS
+) -> None:
+    """Set both pointers at once: ``version`` live, ``former`` (the version live before) previous.
+
+    For a switch whose deploy step may already have moved the live pointer itself
+    (``services.app.deploy_versions`` does), so ``former`` is read before it.
+    """
+    client.eval(_SWITCH_LIVE, 2, keys.live, keys.previous, version, former or "")
 
 
 @dataclass(frozen=True, slots=True)

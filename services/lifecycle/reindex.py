@@ -40,6 +40,8 @@ from services.lifecycle.offsets import LogOffsets, build_admin, reindex_group
 from services.lifecycle.registry import ModelRegistry, RegistryKeys
 from services.lifecycle.replay import BatchDone, Reindexer, ReindexReport
 from twinstream.config import Settings, load_settings
+from twinstream.images.prepared import FaceFinder
+from twinstream.images.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
 __all__ = [
@@ -55,11 +57,22 @@ __all__ = [
 
 @contextmanager
 def reindex_session(
-    settings: Settings, model_dir: Path | str, *, restart: bool = False, threads: int | None = None
+    settings: Settings,
+    model_dir: Path | str,
+    *,
+    restart: bool = False,
+    threads: int | None = None,
+    faces: FaceFinder | None = None,
 ) -> Iterator[Reindexer]:
-    """Build the clients of one re-index run (the composition), register the version, close on exit."""
+    """Build the clients of one re-index run (the composition), register the version, close on exit.
+
+    Raises:
+        ValueError: If the model cuts face chips and no ``faces`` finder was given.
+    """
     embedder = TowerEmbedder.from_dir(model_dir, threads=threads or settings.lifecycle.reindex_threads)
     manifest = embedder.manifest
+    if manifest.input.kind is Preprocessing.FACE_CHIP and faces is None:
+        raise ValueError(f"{manifest.version} cuts face chips: its re-index needs the face finder (faces=)")
     collection = collection_name(settings.milvus.collection_prefix, manifest.version)
     group = reindex_group(settings, manifest.version)
     rds = redis.Redis.from_url(settings.redis.url)
@@ -77,7 +90,7 @@ def reindex_session(
         gallery = MilvusGallery(milvus, collection, settings.milvus.search_params, flush_every=10**9)
         yield Reindexer(
             manifest.version, reader, embedder, gallery, limits=settings.limits,
-            generations=RedisGenerations(rds, collection), registry=registry,
+            generations=RedisGenerations(rds, collection), registry=registry, faces=faces,
         )  # fmt: skip
     finally:
         consumer.close(autocommit=False)
@@ -113,9 +126,10 @@ def reindex(
     stop: threading.Event | None = None,
     on_batch: Callable[[BatchDone], None] = lambda _: None,
     threads: int | None = None,
+    faces: FaceFinder | None = None,
 ) -> ReindexReport:
     """Re-index ``model_dir``'s version from the enrolment log (see the module docstring)."""
-    with reindex_session(settings, model_dir, restart=restart, threads=threads) as reindexer:
+    with reindex_session(settings, model_dir, restart=restart, threads=threads, faces=faces) as reindexer:
         return reindexer.run(
             follow=follow, stop=stop, batch=settings.lifecycle.reindex_batch, on_batch=on_batch
         )

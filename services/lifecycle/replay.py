@@ -23,7 +23,7 @@ from services.lifecycle.registry import ModelRegistry
 from services.matching.ports import Enrollment, LoggedEnrolment
 from twinstream.config import LimitsSettings
 from twinstream.contracts import ImageRequest, Op
-from twinstream.images.prepared import prepare
+from twinstream.images.prepared import FaceFinder, prepare
 from twinstream.images.preprocess import normalize
 from twinstream.names import image_id
 
@@ -98,6 +98,7 @@ class Reindexer:
         limits: Input limits (as the ingest workers apply them).
         generations: The collection's mirror generations (bumped per tenant written), or None.
         registry: Where progress is recorded, or None.
+        faces: The face finder, for a ``face-chip`` model (the largest face of each enrolled image).
     """
 
     def __init__(
@@ -110,6 +111,7 @@ class Reindexer:
         limits: LimitsSettings,
         generations: Generations | None = None,
         registry: ModelRegistry | None = None,
+        faces: FaceFinder | None = None,
     ) -> None:
         self.version = version
         self._reader = reader
@@ -118,6 +120,7 @@ class Reindexer:
         self._limits = limits
         self._generations = generations
         self._registry = registry
+        self._faces = faces
         self.embed_seconds = 0.0
 
     @property
@@ -199,7 +202,7 @@ class Reindexer:
             for e in entries
         ]
         spec = self._embedder.manifest.input
-        prepared, refused = prepare(requests, spec, self._limits)
+        prepared, refused = prepare(requests, spec, self._limits, self._faces)
         for position, error in sorted(refused.items()):
             log.warning(
                 "image %s of the log no longer decodes (%s); skipped", entries[position].image_id, error

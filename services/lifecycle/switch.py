@@ -8,19 +8,19 @@ A switch, in this order:
 3. note the log's end offsets (everything up to there is in the outgoing version's collection: the
    pipeline wrote it there before logging it);
 4. have the serving side load both versions (``deploy``: ``services.app.deploy_versions``, injected);
-5. move the pointers atomically (`registry.set_live`) and the alias ``<prefix>_live`` to its collection;
+5. move both pointers atomically (`registry.switch_live`) and the alias ``<prefix>_live`` to its collection;
 6. record step 3's offsets as the outgoing version's re-index progress (a later rollback to it only
    replays what was enrolled after the switch);
 7. after ``lifecycle.switch_grace_s`` (batches that read the old pointer finish), catch the new version
    up once more: enrolments the old version's replicas logged during the switch.
 
-The serving side is the lead's: it reads `registry.live_version` once per batch.
+The serving side (`services.api.served`) reads the live pointer once per batch.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -38,14 +38,19 @@ from services.lifecycle.registry import (
     live_version,
     previous_version,
     set_live,
+    switch_live,
 )
 from twinstream.config import Settings
 
 
 class DeployVersions(Protocol):
-    """Deploy the Serve app holding ``model_dirs`` (version → artifact), ``live`` answering."""
+    """Deploy the Serve app holding ``model_dirs`` (the first is its default), ``live`` answering.
 
-    def __call__(self, settings: Settings, model_dirs: Mapping[str, Path], live: str) -> object: ...
+    ``services.app.deploy_versions`` (it also moves the live pointer itself once every replica holds
+    every version; `Switchboard` then sets both pointers again, atomically, with the previous one).
+    """
+
+    def __call__(self, settings: Settings, model_dirs: Sequence[Path | str], live: str) -> object: ...
 
 
 class CatchUp(Protocol):
@@ -135,12 +140,11 @@ class Switchboard:
         before = self._catch_up(entry)
         end = self._offsets.end()
         if self._deploy is not None:
-            dirs = {version: Path(entry.artifact)}
             outgoing = self.registry.get(current) if current else None
-            if outgoing is not None:
-                dirs[current or ""] = Path(outgoing.artifact)
+            dirs = [Path(entry.artifact), *([Path(outgoing.artifact)] if outgoing else [])]
             self._deploy(self._settings, dirs, version)
-        former = set_live(self._client, version, self._keys)
+        switch_live(self._client, version, current, self._keys)
+        former = current
         alias = live_alias(self._settings)
         point_alias(self._milvus, alias, entry.collection)
         handed = self._hand_over(former, end) if former and former != version else {}

@@ -1,8 +1,9 @@
-"""The matching pipeline for a batch of requests: validate, embed once, one gallery call per op, decide.
+"""The matching pipeline for a batch of requests: prepare, embed once, match round by round, decide.
 
-Shared by the stream (the Serve handle's ``process``) and the HTTP API. Refused inputs become REJECTED
-results and never raise; a failing dependency (embedder, Milvus, Redis) raises so the caller can retry.
-Blocking client calls run in threads so the replica's event loop keeps serving.
+Shared by the stream (the Serve handle's ``process_prepared``, whose images the ingest workers prepared)
+and the HTTP API (``process``, which prepares in a thread so the replica's event loop keeps serving).
+Refused inputs become REJECTED results and never raise; a failing dependency (tower, Milvus, Redis)
+raises so the caller can retry.
 """
 
 from __future__ import annotations
@@ -10,43 +11,32 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from services.matching.matcher import Matcher
-from services.matching.ports import EmbeddingCache, Enrollment, Gallery
+from services.matching.ports import EmbeddingCache, Gallery, Policies
+from services.matching.rounds import schedule
+from services.matching.steps import Item, Vectors, run_op
 from twinstream.config import LimitsSettings
 from twinstream.contracts import (
     MAX_TOP_K,
     OPS_NEEDING_SUBJECT,
-    OPS_WITHOUT_IMAGE,
     ImageRequest,
     InputError,
     MatchResult,
     Op,
     RejectReason,
+    TenantPolicy,
     Timings,
 )
-from twinstream.images.decode import decode_image, image_digest
-from twinstream.images.prepared import PreparedBatch, StaleInputSpecError
-from twinstream.images.preprocess import normalize, preprocess
-from twinstream.names import check_name, image_id
+from twinstream.images.prepared import FaceFinder, PreparedBatch, StaleInputSpecError, prepare
+from twinstream.images.preprocess import normalize
+from twinstream.names import check_name
 from twinstream.ports import ResultStore
 
 EmbedFn = Callable[[np.ndarray], Awaitable[np.ndarray]]
 _NO_STAGES = (0.0, 0.0, 0.0)
-
-
-@dataclass(frozen=True, slots=True)
-class _Valid:
-    """A request that passed validation, with its digest and (for image ops) its tower input."""
-
-    index: int
-    request: ImageRequest
-    digest: str = ""
-    tensor: np.ndarray | None = None
-    decode_s: float = 0.0
 
 
 class MatchingPipeline:
@@ -57,10 +47,12 @@ class MatchingPipeline:
         gallery: The collection of the served model version (Milvus, usually behind its mirror).
         matcher: Decision rules of that model version.
         limits: Input safety limits.
-        results: Where every result is stored (Redis), or None. The stream's entries also read it: a
-            request whose id already has a result there for the same Kafka record (topic, partition,
-            offset, timestamp) is a replay and gets that result back unchanged.
+        results: Where every result is stored (Redis), or None. It is also read: a request whose id
+            already has a result there for the same Kafka record (topic, partition, offset, timestamp)
+            is a replay and gets that result back unchanged.
         cache: Embedding cache, or None.
+        faces: The face finder, for models whose input is a face chip.
+        policies: Each tenant's operating points; None: every tenant has the default `TenantPolicy`.
     """
 
     def __init__(
@@ -72,6 +64,8 @@ class MatchingPipeline:
         *,
         results: ResultStore | None = None,
         cache: EmbeddingCache | None = None,
+        faces: FaceFinder | None = None,
+        policies: Policies | None = None,
     ) -> None:
         self._embed = embed
         self.gallery = gallery
@@ -79,34 +73,32 @@ class MatchingPipeline:
         self._limits = limits
         self._results = results
         self._cache = cache
+        self._faces = faces
+        self._policies = policies
         self.model_version = matcher.manifest.version
 
-    async def process(
-        self, requests: Sequence[ImageRequest], *, replay_safe: bool = False
-    ) -> list[MatchResult]:
-        """Results for ``requests``, in order, one each; also stored in the result store.
+    async def prepare(self, requests: Sequence[ImageRequest]) -> tuple[PreparedBatch, dict[int, InputError]]:
+        """Decode and cut the images of ``requests`` for this model, in a thread (face finding is slow)."""
+        spec = self.matcher.manifest.input
+        return await asyncio.to_thread(prepare, requests, spec, self._limits, self._faces)
 
-        With ``replay_safe`` (the stream), a request whose Kafka record already has a stored result is
-        answered with it: a batch replayed after a crash republishes identical results (an enrolment
-        stays ENROLLED, not DUPLICATE) and touches the gallery no more.
-        """
-        started = time.perf_counter()
-        out: list[MatchResult | None] = [None] * len(requests)
-        if replay_safe:
-            out = await self._answered(requests)
-        replayed = {i for i, r in enumerate(out) if r is not None}
-        valid: list[_Valid] = []
-        for index, request in enumerate(requests):
-            if out[index] is not None:
-                continue
-            try:
-                valid.append(self._validate(index, request))
-            except InputError as exc:
-                out[index] = _rejected(request, exc)
-        return await self._decide(out, valid, started, replayed)
+    async def process(self, requests: Sequence[ImageRequest]) -> list[MatchResult]:
+        """Results for ``requests`` (images attached), in order, one each; also stored."""
+        batch, refused = await self.prepare(requests)
+        answered = iter(await self.process_prepared(batch))
+        out = [
+            _rejected(request, refused[i]) if i in refused else next(answered)
+            for i, request in enumerate(requests)
+        ]
+        if refused and self._results is not None:
+            await asyncio.to_thread(self._results.put_many, [out[i] for i in refused])
+        return out
 
     async def process_prepared(self, batch: PreparedBatch) -> list[MatchResult]:
-        """`process` (replay-safe) for a batch whose images the caller decoded and resized.
+        """Results for a batch whose images were prepared, in order; stored; replays answered as stored.
+
+        A replayed batch (a worker crashed after the pipeline answered) republishes identical results (an
+        enrolment stays ENROLLED, not DUPLICATE) and touches the gallery no more.
 
         Raises:
             StaleInputSpecError: If the batch was prepared for another input spec than this model's.
@@ -120,41 +112,48 @@ class MatchingPipeline:
         tensors = normalize(batch.pixels, spec)  # the whole batch in one vectorised pass
         out = await self._answered(batch.requests)
         replayed = {i for i, r in enumerate(out) if r is not None}
-        valid: list[_Valid] = []
-        rows = iter(tensors)
-        for index, (request, digest, decode_s) in enumerate(
-            zip(batch.requests, batch.digests, batch.decode_s, strict=True)
-        ):
-            tensor = next(rows) if digest else None
+        items: list[Item] = []
+        bounds = np.cumsum([0, *batch.rows])
+        for index, request in enumerate(batch.requests):
             if out[index] is not None:
                 continue
             try:
-                self._check(request)
+                _check(request)
             except InputError as exc:
                 out[index] = _rejected(request, exc)
                 continue
-            valid.append(_Valid(index, request, digest, tensor, decode_s))
-        return await self._decide(out, valid, started, replayed)
+            rows = tensors[bounds[index] : bounds[index + 1]] if batch.rows[index] else None
+            items.append(
+                Item(index, request, batch.digests[index], rows, batch.faces[index], batch.faces_found[index],
+                     batch.decode_s[index])
+            )  # fmt: skip
+        return await self._decide(out, items, started, replayed)
 
     async def _decide(
-        self, out: list[MatchResult | None], valid: list[_Valid], started: float, replayed: set[int]
+        self, out: list[MatchResult | None], items: list[Item], started: float, replayed: set[int]
     ) -> list[MatchResult]:
-        """Embed the valid requests, run one gallery round per op, fill ``out``; store and return it.
+        """Embed the items, run them round by round (one gallery call per op and round), fill ``out``;
+        store and return it.
 
-        Slots of ``out`` filled on entry are refusals, or replays (``replayed``: returned as stored).
+        Rounds (`services.matching.rounds.schedule`) keep effects on one subject in record order: a
+        request sees every earlier request's effect on its subject (its tenant, for identify) and none of
+        the later ones'. Slots of ``out`` filled on entry are refusals, or replays (``replayed``).
         """
-        vectors, embed_s = await self._vectors(valid)
+        vectors, embed_s = await self._vectors(items)
+        policies = await self._policies_of(items)
         stages: dict[int, tuple[float, float, float]] = {}
-        for op in Op:
-            group = [v for v in valid if v.request.op == op]
-            if not group:
-                continue
-            t0 = time.perf_counter()
-            decided = await self._run_op(op, group, vectors)
-            gallery_s = time.perf_counter() - t0
-            for item, result in zip(group, decided, strict=True):
-                out[item.index] = result
-                stages[item.index] = (item.decode_s, embed_s if item.tensor is not None else 0.0, gallery_s)
+        rounds = schedule([v.request for v in items])
+        for round_ in sorted(set(rounds)):
+            for op in Op:
+                group = [v for v, r in zip(items, rounds, strict=True) if r == round_ and v.request.op is op]
+                if not group:
+                    continue
+                t0 = time.perf_counter()
+                decided = await run_op(op, group, vectors, self.gallery, self.matcher, policies)
+                gallery_s = time.perf_counter() - t0
+                for item, result in zip(group, decided, strict=True):
+                    out[item.index] = result
+                    stages[item.index] = (item.decode_s, embed_s if item.rows is not None else 0.0, gallery_s)
         total = time.perf_counter() - started
         final = [
             r if i in replayed else r.with_timings(Timings(*stages.get(i, _NO_STAGES), total_s=total))
@@ -166,9 +165,15 @@ class MatchingPipeline:
             await asyncio.to_thread(self._results.put_many, fresh)
         return final
 
+    async def _policies_of(self, items: list[Item]) -> dict[str, TenantPolicy]:
+        tenants = list(dict.fromkeys(v.request.tenant for v in items))
+        if self._policies is None:
+            return dict.fromkeys(tenants, TenantPolicy())
+        return await self._policies.of(tenants)
+
     async def _answered(self, requests: Sequence[ImageRequest]) -> list[MatchResult | None]:
-        """Per request, the result already stored under its id for the same request, else None."""
-        if self._results is None or not requests:
+        """Per request, the result already stored under its id for the same Kafka record, else None."""
+        if self._results is None or not any(r.source for r in requests):
             return [None] * len(requests)
         stored = await asyncio.to_thread(self._results.get_many, [(r.tenant, r.request_id) for r in requests])
         return [
@@ -177,92 +182,46 @@ class MatchingPipeline:
         ]
 
     async def embed_image(self, request: ImageRequest) -> np.ndarray:
-        """The embedding of one request's image, without touching the gallery (raises `InputError`)."""
-        vectors, _ = await self._vectors([self._validate(0, request)])
+        """The embedding of one request's image (its largest face, for face models); raises `InputError`."""
+        batch, refused = await self.prepare([request])
+        if refused:
+            raise refused[0]
+        vectors = await self._embed(normalize(batch.pixels, batch.spec))
         return vectors[0]
 
-    @staticmethod
-    def _check(request: ImageRequest) -> None:
-        """Check the names and the top-k of a request (raises `InputError`)."""
-        check_name("tenant", request.tenant)
-        if request.op in OPS_NEEDING_SUBJECT:
-            check_name("subject", request.subject)
-        if request.op == Op.IDENTIFY and not 1 <= request.top_k <= MAX_TOP_K:
-            raise InputError(RejectReason.BAD_HEADER, f"top-k must be 1..{MAX_TOP_K}, got {request.top_k}")
-
-    def _validate(self, index: int, request: ImageRequest) -> _Valid:
-        """Check the request; decode and pre-process its image (raises `InputError`)."""
-        self._check(request)
-        if request.op in OPS_WITHOUT_IMAGE:
-            return _Valid(index, request)
-        t0 = time.perf_counter()
-        img = decode_image(request.image, self._limits, request.content_type)
-        tensor = preprocess(img, self.matcher.manifest.input).numpy()
-        return _Valid(index, request, image_digest(request.image), tensor, time.perf_counter() - t0)
-
-    async def _vectors(self, valid: list[_Valid]) -> tuple[dict[int, np.ndarray], float]:
-        """Embeddings by request index: cached ones from Redis, the rest from one embedder call."""
-        todo = [v for v in valid if v.tensor is not None]
+    async def _vectors(self, items: list[Item]) -> tuple[Vectors, float]:
+        """Embeddings by batch index: cached ones from Redis, the rest from one forward pass."""
+        todo = [v for v in items if v.rows is not None]
         if not todo:
             return {}, 0.0
         t0 = time.perf_counter()
-        cached: list[np.ndarray | None] = [None] * len(todo)
+        keys = [key for v in todo for key in v.cache_keys()]
+        rows = np.concatenate([v.rows for v in todo if v.rows is not None])
+        found: list[np.ndarray | None] = [None] * len(keys)
         if self._cache is not None:
-            digests = [v.digest for v in todo]
-            cached = await asyncio.to_thread(self._cache.get_many, self.model_version, digests)
-        misses = [v for v, c in zip(todo, cached, strict=True) if c is None]
-        vectors = {v.index: c for v, c in zip(todo, cached, strict=True) if c is not None}
-        if misses:
-            fresh = await self._embed(np.stack([m.tensor for m in misses if m.tensor is not None]))
-            vectors.update({m.index: vec for m, vec in zip(misses, fresh, strict=True)})
+            found = await asyncio.to_thread(self._cache.get_many, self.model_version, keys)
+        missing = [i for i, vector in enumerate(found) if vector is None]
+        if missing:
+            fresh = await self._embed(rows[missing])
+            for i, vector in zip(missing, fresh, strict=True):
+                found[i] = vector
             if self._cache is not None:
                 await asyncio.to_thread(
-                    self._cache.put_many, self.model_version, [m.digest for m in misses], fresh
+                    self._cache.put_many, self.model_version, [keys[i] for i in missing], fresh
                 )
+        flat = np.stack([vector for vector in found if vector is not None])
+        bounds = np.cumsum([0, *(len(v.cache_keys()) for v in todo)])
+        vectors = {v.index: flat[bounds[i] : bounds[i + 1]] for i, v in enumerate(todo)}
         return vectors, time.perf_counter() - t0
 
-    async def _run_op(self, op: Op, group: list[_Valid], vectors: dict[int, np.ndarray]) -> list[MatchResult]:
-        """One gallery round for every request of one op."""
-        if op == Op.ENROLL:
-            items = [
-                Enrollment(
-                    image_id(v.request.tenant, v.request.subject, v.digest),
-                    v.request.tenant,
-                    v.request.subject,
-                    vectors[v.index],
-                )
-                for v in group
-            ]
-            fresh = await asyncio.to_thread(self.gallery.enroll, items)
-            return [self.matcher.enrolled(v.request, new) for v, new in zip(group, fresh, strict=True)]
-        if op == Op.VERIFY:
-            keys = list(dict.fromkeys((v.request.tenant, v.request.subject) for v in group))
-            enrolled = await asyncio.to_thread(self.gallery.vectors_of, keys)
-            return [
-                self.matcher.verified(
-                    v.request, vectors[v.index], enrolled.get((v.request.tenant, v.request.subject))
-                )
-                for v in group
-            ]
-        if op == Op.IDENTIFY:
-            return await self._identify(group, vectors)
-        keys = list(dict.fromkeys((v.request.tenant, v.request.subject) for v in group))
-        await asyncio.to_thread(self.gallery.delete, keys)
-        return [self.matcher.deleted(v.request) for v in group]
 
-    async def _identify(self, group: list[_Valid], vectors: dict[int, np.ndarray]) -> list[MatchResult]:
-        """One search per tenant in the batch (Milvus takes one filter per call; the tenant is in it)."""
-        by_tenant: dict[str, list[_Valid]] = {}
-        for v in group:
-            by_tenant.setdefault(v.request.tenant, []).append(v)
-        decided: dict[int, MatchResult] = {}
-        for tenant, items in by_tenant.items():
-            top_k = max(v.request.top_k for v in items)
-            query = np.stack([vectors[v.index] for v in items])
-            hits = await asyncio.to_thread(self.gallery.search, tenant, query, top_k)
-            answers = self.matcher.identified_many([v.request for v in items], hits)
-            decided.update((v.index, answer) for v, answer in zip(items, answers, strict=True))
-        return [decided[v.index] for v in group]
+def _check(request: ImageRequest) -> None:
+    """Check the names and the top-k of a request (raises `InputError`)."""
+    check_name("tenant", request.tenant)
+    if request.op in OPS_NEEDING_SUBJECT:
+        check_name("subject", request.subject)
+    if request.op is Op.IDENTIFY and not 1 <= request.top_k <= MAX_TOP_K:
+        raise InputError(RejectReason.BAD_HEADER, f"top-k must be 1..{MAX_TOP_K}, got {request.top_k}")
 
 
 def _same_request(result: MatchResult, request: ImageRequest) -> bool:

@@ -12,6 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
+from twinstream.contracts import TenantPolicy
+
 SubjectKey = tuple[str, str]  # (tenant, subject)
 
 
@@ -56,8 +58,20 @@ class Gallery(Protocol):
         """Subjects of a tenant and their image counts."""
         ...
 
+    def size(self, tenant: str) -> int:
+        """How many vectors a tenant holds (open-set identification's threshold depends on it)."""
+        ...
+
     def flush(self) -> None:
         """Persist pending writes."""
+        ...
+
+
+class Policies(Protocol):
+    """Each tenant's operating points (target FAR for verify, target FPIR for identify)."""
+
+    async def of(self, tenants: Sequence[str]) -> dict[str, TenantPolicy]:
+        """The policy in force for each tenant (the default where a tenant set none)."""
         ...
 
 

@@ -1,5 +1,8 @@
 """Publish results to ``twinstream.results`` and dead letters to ``twinstream.dlq``, and wait for the acks.
 
+With tenants bound to topics each result goes to its tenant's own results topic
+(``twinstream.results.<tenant>``), which only that tenant's principal may read.
+
 `publish` returns only when the broker has acknowledged every record (``acks=all``, idempotent
 producer), so the worker may commit its offsets afterwards; any failure raises ``KafkaError`` and the
 worker retries the batch (a replay republishes identical results under the same keys).
@@ -13,10 +16,12 @@ from typing import Any, Literal, Protocol
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from services.kafka_clients import new_producer
 from services.results.partitioner import partitions_for_keys
 from twinstream.codec import H_CONTENT_TYPE, DeadLetter, encode_results
 from twinstream.config import KafkaSettings
 from twinstream.contracts import MatchResult
+from twinstream.tenant_topics import TopicTenancy
 
 #: Room for headers and record framing on top of the largest value we copy to the DLQ.
 _REQUEST_HEADROOM = 64 * 1024
@@ -32,15 +37,14 @@ class ResultPublisher(Protocol):
 
 def build_producer(kafka: KafkaSettings, *, client_id: str = "twinstream-results") -> KafkaProducer:
     """A producer sized for image-sized DLQ copies, with acks from all replicas and idempotence."""
-    return KafkaProducer(
-        bootstrap_servers=kafka.bootstrap.split(","),
+    return new_producer(
+        kafka,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
         batch_size=kafka.producer_batch_bytes,
         max_request_size=kafka.max_message_bytes + _REQUEST_HEADROOM,
-        bootstrap_timeout_ms=kafka.bootstrap_timeout_ms,
     )
 
 
@@ -55,12 +59,14 @@ class KafkaResultPublisher:
         dlq_topic: str,
         results_format: Literal["json", "protobuf"] = "json",
         ack_timeout_s: float = 60.0,
+        tenancy: TopicTenancy | None = None,
     ) -> None:
         self._producer = producer
         self._results_topic = results_topic
         self._dlq_topic = dlq_topic
         self._format = results_format
         self._ack_timeout_s = ack_timeout_s
+        self._tenancy = tenancy
 
     @classmethod
     def from_settings(cls, kafka: KafkaSettings, producer: KafkaProducer) -> KafkaResultPublisher:
@@ -69,6 +75,7 @@ class KafkaResultPublisher:
             results_topic=kafka.results_topic,
             dlq_topic=kafka.dlq_topic,
             results_format=kafka.results_format,
+            tenancy=TopicTenancy.from_settings(kafka),
         )
 
     def publish(self, results: Sequence[MatchResult], dead_letters: Sequence[DeadLetter]) -> None:
@@ -81,21 +88,35 @@ class KafkaResultPublisher:
         values, content_type = encode_results(results, self._format)
         headers = [(H_CONTENT_TYPE, content_type.encode())]
         keys = [result.request_id.encode("utf-8") for result in results]
-        # The default partitioner's choice, for the whole batch at once (kafka-python's hashes in Python).
-        partitions = (
-            partitions_for_keys(keys, self._producer.partitions_for(self._results_topic)) if keys else []
-        )
-        for key, value, partition in zip(keys, values, partitions, strict=True):
+        topics = self._topics(results)
+        partitions = self._partitions(keys, topics)
+        for key, value, topic, partition in zip(keys, values, topics, partitions, strict=True):
             futures.append(
-                self._producer.send(
-                    self._results_topic, key=key, value=value, headers=headers, partition=partition
-                )
+                self._producer.send(topic, key=key, value=value, headers=headers, partition=partition)
             )
         self._producer.flush(timeout=self._ack_timeout_s)
         for future in futures:
             if not future.is_done:
                 raise KafkaTimeoutError(f"no acknowledgement within {self._ack_timeout_s}s")
             future.get(timeout=0)  # raises the send's KafkaError, if any
+
+    def _topics(self, results: Sequence[MatchResult]) -> list[str]:
+        """Each result's topic: the shared one, or its tenant's when tenants are bound to topics."""
+        if self._tenancy is None:
+            return [self._results_topic] * len(results)
+        return [self._tenancy.results_topic_of(result.tenant) for result in results]
+
+    def _partitions(self, keys: Sequence[bytes], topics: Sequence[str]) -> list[int]:
+        """The default partitioner's choice, one topic's keys at once (kafka-python's hashes in Python)."""
+        rows_of: dict[str, list[int]] = {}
+        for row, topic in enumerate(topics):
+            rows_of.setdefault(topic, []).append(row)
+        partitions = [0] * len(keys)
+        for topic, rows in rows_of.items():
+            chosen = partitions_for_keys([keys[row] for row in rows], self._producer.partitions_for(topic))
+            for row, partition in zip(rows, chosen, strict=True):
+                partitions[row] = partition
+        return partitions
 
     def _send_dead_letter(self, dead: DeadLetter) -> Any:
         key = dead.record.key or dead.info.request_id.encode("utf-8")

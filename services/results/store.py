@@ -27,7 +27,6 @@ from twinstream.contracts import MatchResult
 
 RESULT_PREFIX = "twinstream:result:"
 EMBEDDING_PREFIX = "twinstream:emb:"
-ACTIVE_MODEL_KEY = "twinstream:model:active"
 RESULTS_INDEX_PREFIX = "twinstream:idx:results:"
 DIGESTS_INDEX_PREFIX = "twinstream:idx:digests:"
 

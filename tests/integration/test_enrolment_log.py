@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from services.ingest.clients import build_admin
 from services.lifecycle.enrolment_log import compacted_state, fold, records_of
+from services.lifecycle.offsets import build_admin
 from tests.support.lifecycle import (
     FAST_COMPACTION,
     digit_images,

@@ -38,6 +38,7 @@ def lifecycle_settings(base: Settings, name: str, *, partitions: int = 2, **kafk
         update={"enrolments_topic": f"{name}.enrolments", "partitions": partitions, **kafka}
     )
     settings.milvus = settings.milvus.model_copy(update={"collection_prefix": name})
+    settings.serve = settings.serve.model_copy(update={"app_name": name})  # its own registry and pointers
     settings.lifecycle = settings.lifecycle.model_copy(
         update={"reindex_group_prefix": f"{name}-reindex", "switch_grace_s": 0.0}
     )

@@ -41,7 +41,6 @@ def serving_settings(base: Settings, name: str, **serve: object) -> Settings:
             "app_name": name,
             "route_prefix": f"/{name}",
             "cpus_per_replica": 0.25,
-            "ingress_cpus": 0.25,
             "threads_per_replica": 1,
             **serve,
         }

@@ -1,6 +1,6 @@
 """Session fixtures of the system tests: a trained artifact, this process as a Ray driver, the deployed app.
 
-The app is deployed once per session on the test stack's Ray head (1 embedder replica, small CPU shares)
+The app is deployed once per session on the test stack's Ray head (1 replica, small CPU shares)
 under its own app name, route prefix and collection prefix, with API keys configured (see
 `tests.support.serving`).
 """
@@ -41,7 +41,7 @@ def ray_driver(ray_address: str) -> Iterator[str]:
 def served_app(
     ray_driver: str, stack_settings: Settings, redis_url: str, milvus_uri: str, model_dir: Path
 ) -> Iterator[ServedApp]:
-    """The app deployed once for the session (1 embedder replica), with API keys configured."""
+    """The app deployed once for the session (1 replica), with API keys configured."""
     from ray import serve
 
     settings = serving_settings(

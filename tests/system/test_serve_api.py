@@ -42,7 +42,8 @@ PNG = {"Content-Type": "image/png"}
 def test_healthz_and_openapi_docs(served_app: ServedApp) -> None:
     with served_app.client() as http:
         health = http.get("/healthz").json()
-        assert health == {"status": "ok", "model_version": served_app.manifest.version}
+        version = served_app.manifest.version
+        assert health == {"status": "ok", "model_version": version, "loaded_versions": [version]}
         assert http.get("/docs").status_code == 200
         paths = http.get("/openapi.json").json()["paths"]
     assert {"/v1/embed", "/v1/identify", "/v1/subjects", "/v1/subjects/{subject}/verify"} <= set(paths)

@@ -1,4 +1,4 @@
-"""A replica killed under load is replaced, and requests succeed again (2 embedder replicas)."""
+"""A replica killed under load is replaced, and requests succeed again (an app of 2 replicas)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from services.deployments import PIPELINE_DEPLOYMENT
 from tests.support.serving import ServedApp, deploy_app, png_bytes, serving_settings
+from tests.support.waiting import wait_until
 from twinstream.config import Settings
 from twinstream.contracts import Decision, ImageRequest, Op
 
@@ -20,7 +22,7 @@ pytestmark = pytest.mark.system
 def two_replica_app(
     served_app: ServedApp, stack_settings: Settings, model_dir: Path, unique_name: str
 ) -> Iterator[ServedApp]:
-    """A second app with 2 embedder replicas (the session app, kept at 1 replica, brings up the stack)."""
+    """A second app with 2 replicas (the session app, kept at 1 replica, brings up the stack)."""
     from ray import serve
 
     app = deploy_app(serving_settings(stack_settings, f"it4kill{unique_name}", replicas=2), model_dir)
@@ -28,20 +30,20 @@ def two_replica_app(
     serve.delete(app.settings.serve.app_name)
 
 
-def _embedder_replicas(app_name: str) -> set[str]:
+def _replicas(app_name: str) -> set[str]:
     import ray
 
     return {
         a["name"]
         for a in ray.util.list_named_actors(all_namespaces=True)
-        if a["name"].startswith(f"SERVE_REPLICA::{app_name}#Embedder#")
+        if a["name"].startswith(f"SERVE_REPLICA::{app_name}#{PIPELINE_DEPLOYMENT}#")
     }
 
 
 def _running(app_name: str) -> int:
     from ray import serve
 
-    states = serve.status().applications[app_name].deployments["Embedder"].replica_states
+    states = serve.status().applications[app_name].deployments[PIPELINE_DEPLOYMENT].replica_states
     return sum(count for state, count in states.items() if str(state) == "RUNNING")
 
 
@@ -71,26 +73,25 @@ def test_killed_replica_is_replaced_and_requests_succeed_again(
             except Exception:  # any failure under load is what this test counts
                 outcomes.append((time.monotonic(), False))
 
-    before = _embedder_replicas(app_name)
+    before = _replicas(app_name)
     assert len(before) == 2
     worker = threading.Thread(target=load, daemon=True)
     worker.start()
-    time.sleep(2.0)
+    wait_until(lambda: sum(ok for _, ok in outcomes) >= 3, 60, "three answered batches before the kill")
     victim = sorted(before)[0]
     ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
     killed_at = time.monotonic()
-    deadline = killed_at + 90
-    while time.monotonic() < deadline:
-        now = _embedder_replicas(app_name)
-        if victim not in now and len(now) == 2 and _running(app_name) == 2:
-            break
-        time.sleep(0.5)
+    wait_until(
+        lambda: victim not in (now := _replicas(app_name)) and len(now) == 2 and _running(app_name) == 2,
+        90,
+        "the killed replica's replacement to be RUNNING",
+    )
     replaced_at = time.monotonic()
-    time.sleep(3.0)
+    wait_until(lambda: sum(1 for t, _ in outcomes if t > replaced_at) >= 5, 60, "five batches after it")
     stop.set()
     worker.join(timeout=60)
 
-    assert victim not in _embedder_replicas(app_name)
+    assert victim not in _replicas(app_name)
     assert _running(app_name) == 2, "the killed replica was not replaced"
     after = [ok for t, ok in outcomes if t > replaced_at]
     assert after and all(after), "requests failed after the replacement came up"

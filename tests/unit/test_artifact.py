@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support.fakes import make_manifest
 from twinstream.images.preprocess import InputSpec
 from twinstream.model.artifact import (
     ArtifactError,
-    Calibration,
     Manifest,
     load_artifact,
     new_version,
@@ -25,11 +25,9 @@ SPEC = InputSpec(height=16, width=16, channels=1, invert=False, mean=0.3, std=0.
 
 
 def _manifest(version: str | None = None, dim: int = 8) -> Manifest:
-    return Manifest(
-        version=version or new_version(), architecture="conv4", input=SPEC, embedding_dim=dim,
-        threshold=0.8, target_far=1e-3, calibration=Calibration((0.2, 0.8, 1.4), (0.99, 0.5, 0.01)),
-        metrics={"auc": 0.9}, dataset="digits", loss="triplet", miner="semihard",
-        created_at="2026-11-28T00:00:00",
+    return make_manifest(
+        version=version or new_version(), input=SPEC, embedding_dim=dim, threshold=0.8,
+        metrics={"auc": 0.9}, dataset="digits",
     )  # fmt: skip
 
 
@@ -57,17 +55,17 @@ def test_torch_format_weights_round_trip_too(tmp_path: Path) -> None:
     assert load_artifact(path).manifest.weights_file == "tower.pt"
 
 
-def test_probability_is_monotone_and_clipped() -> None:
+def test_the_manifest_round_trips_its_calibration_and_impostor_model_and_refuses_other_formats() -> None:
     m = _manifest()
-    probs = m.probability(np.array([0.0, 0.2, 0.5, 0.8, 1.1, 2.0]))
-    assert probs[0] == pytest.approx(0.99) and probs[-1] == pytest.approx(0.01)
-    assert np.all(np.diff(probs) <= 0)
-    assert probs[3] == pytest.approx(0.5)
-
-
-def test_calibration_that_increases_with_distance_is_refused() -> None:
-    with pytest.raises(ValueError, match="must not increase"):
-        Calibration((0.1, 0.5), (0.2, 0.9))
+    back = Manifest.from_json(m.to_json())
+    assert back == m
+    distances = np.array([0.0, 0.2, 0.5, 0.8, 1.1, 2.0])
+    assert np.array_equal(back.probability(distances), m.probability(distances))
+    assert back.impostors.threshold_at_far(1e-3) == m.impostors.threshold_at_far(1e-3)
+    raw = json.loads(m.to_json())
+    raw["format_version"] = 1
+    with pytest.raises(ArtifactError, match="artifact format 1 is not 2"):
+        Manifest.from_json(json.dumps(raw))
 
 
 def test_tampered_weights_are_refused(tmp_path: Path) -> None:

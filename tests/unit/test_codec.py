@@ -27,9 +27,13 @@ from twinstream.config import LimitsSettings
 from twinstream.contracts import (
     Candidate,
     Decision,
+    FaceAnswer,
+    FaceBox,
     ImageRequest,
     MatchResult,
     Op,
+    OperatingPoint,
+    PolicyKind,
     RejectReason,
     SourceRef,
     Timings,
@@ -165,8 +169,25 @@ REJECTED = MatchResult(
 )
 
 
+GROUP = MatchResult(
+    request_id="r4",
+    op=Op.IDENTIFY,
+    decision=Decision.MATCH,
+    subject="bob",
+    distance=0.3,
+    probability=0.97,
+    policy=OperatingPoint(PolicyKind.FPIR, 0.01, 0.45, 0.9, gallery_size=120),
+    face=FaceBox(10, 20, 60, 80),
+    faces_found=2,
+    faces=(
+        FaceAnswer(FaceBox(10, 20, 60, 80), Decision.MATCH, "bob", 0.3, 0.97, (Candidate("bob", 0.3, 0.97),)),
+        FaceAnswer(FaceBox(100, 20, 140, 70), Decision.UNKNOWN),
+    ),
+)
+
+
 @pytest.mark.parametrize(
-    "result", [FULL, REJECTED, MatchResult("r3", Op.ENROLL, Decision.ENROLLED, distance=0.0)]
+    "result", [FULL, REJECTED, GROUP, MatchResult("r3", Op.ENROLL, Decision.ENROLLED, distance=0.0)]
 )
 def test_results_round_trip_through_json_and_protobuf(result: MatchResult) -> None:
     assert result_from_json(result_to_json(result)) == result
@@ -223,3 +244,17 @@ def test_result_json_reads_null_enums_and_refuses_unknown_enum_values() -> None:
         result_from_dict({**doc, "op": ["identify"]})
     with pytest.raises(KeyError):
         result_from_dict({"decision": "MATCH"})
+
+
+def test_the_faces_header_asks_for_every_face_and_anything_else_is_refused() -> None:
+    headers = [("op", b"identify"), ("faces", b"all")]
+    request = decode_record(KafkaRecord("images", 0, 1, b"img", headers), LimitsSettings())
+    assert isinstance(request, ImageRequest) and request.all_faces
+    assert request_headers(request)[-1] == ("faces", b"all")
+    plain = decode_record(KafkaRecord("images", 0, 2, b"img", [("op", b"identify")]), LimitsSettings())
+    assert isinstance(plain, ImageRequest) and not plain.all_faces
+    refused = decode_record(KafkaRecord("images", 0, 3, b"img", [("faces", b"some")]), LimitsSettings())
+    assert isinstance(refused, RecordRejection) and refused.rejection.reason == RejectReason.BAD_HEADER
+    value, envelope_headers = encode_image_event(request)
+    again = decode_record(KafkaRecord("images", 0, 4, value, envelope_headers), LimitsSettings())
+    assert isinstance(again, ImageRequest) and again.all_faces

@@ -32,12 +32,15 @@ def test_a_registry_entry_parses_from_its_redis_hash() -> None:
     assert not VersionEntry.from_hash("v2", {b"artifact": b"/m/v2"}).complete
 
 
-def test_registry_keys_are_per_deployment_namespace() -> None:
+def test_registry_keys_are_per_serve_app_and_the_live_one_is_the_serving_sides() -> None:
+    from services.api.served import live_key
+
     keys = RegistryKeys("acme")
     assert (keys.live, keys.previous, keys.versions) == (
-        "twinstream:models:acme:live", "twinstream:models:acme:previous", "twinstream:models:acme:versions",
+        "twinstream:model:live:acme", "twinstream:model:previous:acme", "twinstream:model:versions:acme",
     )  # fmt: skip
-    assert keys.version("v1") == "twinstream:models:acme:version:v1"
+    assert keys.version("v1") == "twinstream:model:version:acme:v1"
+    assert keys.live == live_key("acme")  # the pointer the replicas read once per batch
 
 
 def test_a_result_names_its_subject_and_every_candidate_and_is_keyed_by_tenant() -> None:

@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from tests.support.fakes import make_manifest
 from twinstream.images.preprocess import InputSpec
-from twinstream.model.artifact import Calibration, Manifest, load_artifact, new_version, save_artifact
+from twinstream.model.artifact import Manifest, load_artifact, new_version, save_artifact
 from twinstream.model.tower import build_tower, shifted_views
 
 SPEC = InputSpec(height=16, width=16, channels=1, invert=False, mean=0.3, std=0.3)
@@ -51,11 +52,7 @@ def test_shifts_too_large_for_the_input_are_refused() -> None:
 
 
 def test_the_artifact_carries_test_time_shifts_and_old_manifests_load_without_them(tmp_path: Path) -> None:
-    manifest = Manifest(
-        version=new_version(), architecture="conv4", input=SPEC, embedding_dim=8, threshold=0.8,
-        target_far=1e-3, calibration=Calibration((0.2, 1.4), (0.9, 0.1)), metrics={}, dataset="d",
-        loss="triplet", miner="semihard", created_at="2026-11-28T00:00:00", test_time_shifts=1,
-    )  # fmt: skip
+    manifest = make_manifest(version=new_version(), input=SPEC, embedding_dim=8, test_time_shifts=1)
     path = save_artifact(build_tower("conv4", SPEC, 8, test_time_shifts=1), manifest, tmp_path)
     assert load_artifact(path).tower.test_time_shifts == 1
     raw = json.loads((path / "manifest.json").read_text())

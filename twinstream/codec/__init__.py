@@ -6,10 +6,12 @@ metadata a DLQ record carries.
 """
 
 from twinstream.codec._wire import (
+    FACES_ALL,
     H_CONTENT_TYPE,
     H_DEAD_LETTER,
     H_ERROR_DETAIL,
     H_ERROR_REASON,
+    H_FACES,
     H_OP,
     H_REQUEST_ID,
     H_SUBJECT,
@@ -41,10 +43,12 @@ from twinstream.codec.results import (
 )
 
 __all__ = [
+    "FACES_ALL",
     "H_CONTENT_TYPE",
     "H_DEAD_LETTER",
     "H_ERROR_DETAIL",
     "H_ERROR_REASON",
+    "H_FACES",
     "H_OP",
     "H_REQUEST_ID",
     "H_SUBJECT",

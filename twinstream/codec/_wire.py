@@ -14,11 +14,13 @@ H_SUBJECT = "subject"
 H_TENANT = "tenant"
 H_REQUEST_ID = "request-id"
 H_TOP_K = "top-k"
+H_FACES = "faces"  # "all": identify every face of a group photo (else: the largest)
+FACES_ALL = "all"
 H_CONTENT_TYPE = "content-type"
 H_ERROR_REASON = "error-reason"
 H_ERROR_DETAIL = "error-detail"
 H_DEAD_LETTER = "dead-letter"
-KNOWN_HEADERS = frozenset({H_OP, H_SUBJECT, H_TENANT, H_REQUEST_ID, H_TOP_K, H_CONTENT_TYPE})
+KNOWN_HEADERS = frozenset({H_OP, H_SUBJECT, H_TENANT, H_REQUEST_ID, H_TOP_K, H_FACES, H_CONTENT_TYPE})
 
 #: Kafka headers as kafka-python gives them: (name, value or None), duplicates allowed.
 Headers = Sequence[tuple[str, bytes | None]]

@@ -5,6 +5,11 @@ when ``content-type`` is ``application/x-protobuf``. Decoding never raises on ba
 `RecordRejection` (an error as a value, CONVENTIONS.md §5). Only cheap checks happen here (headers,
 envelope, byte size); pixels are `twinstream.images.decode`'s job. Unknown extra headers are
 ignored; an unknown value in a known header is refused.
+
+Where the tenant is bound to the topic (`twinstream.tenant_topics.TopicTenancy`) the record's tenant is
+its topic's: a ``tenant`` header or envelope field naming the same tenant is accepted (producers
+written for the shared topic keep working unchanged), one naming another tenant is refused as
+``bad-header``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from google.protobuf.message import DecodeError
 
 from twinstream._proto.twinstream.v1 import events_pb2 as pb
 from twinstream.codec._wire import (
+    FACES_ALL,
     H_CONTENT_TYPE,
+    H_FACES,
     H_OP,
     H_REQUEST_ID,
     H_SUBJECT,
@@ -43,6 +50,7 @@ from twinstream.contracts import (
     SourceRef,
 )
 from twinstream.names import SUBJECT_PATTERN, TENANT_PATTERN, is_valid
+from twinstream.tenant_topics import TopicTenancy
 
 # Tenant and subject end up inside Milvus filter expressions: keep them to a charset that cannot escape one.
 _FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x1f\x7f\"'`\\]")
@@ -170,6 +178,16 @@ def _check_tenant(value: str) -> str:
     return tenant
 
 
+def _bound_tenant(bound: str, claimed: str) -> str:
+    """The topic's tenant; a claim of another tenant (header or envelope) is refused, not obeyed."""
+    if claimed and claimed != bound:
+        raise _RefusedError(
+            RejectReason.BAD_HEADER,
+            f"tenant {claimed[:64]!r} does not match the topic's tenant {bound!r}; the topic decides",
+        )
+    return bound
+
+
 def _from_envelope(value: bytes, fields: dict[str, str]) -> tuple[dict[str, str], bytes, int]:
     """Merge an ``ImageEvent``'s fields over the headers; returns (fields, image, produced_at_ms)."""
     event = pb.ImageEvent()
@@ -191,22 +209,32 @@ def _from_envelope(value: bytes, fields: dict[str, str]) -> tuple[dict[str, str]
             merged[name] = text
     if event.top_k:
         merged[H_TOP_K] = str(event.top_k)
+    if event.all_faces:
+        merged[H_FACES] = FACES_ALL
     merged[H_CONTENT_TYPE] = event.content_type
     return merged, bytes(event.image), int(event.produced_at_ms)
 
 
-def decode_record(record: KafkaRecord, limits: LimitsSettings) -> ImageRequest | RecordRejection:
+def decode_record(
+    record: KafkaRecord, limits: LimitsSettings, tenancy: TopicTenancy | None = None
+) -> ImageRequest | RecordRejection:
     """Turn one Kafka record into a request, or say why it is refused.
 
     Args:
         record: The consumed record (raw image + headers, or an ``ImageEvent`` envelope).
         limits: Input limits; only the byte limit is checked here (pixels are checked at decode time).
+        tenancy: The topic binding, when tenants are bound to topics; None when the ``tenant`` header
+            decides (the shared topic).
 
     Returns:
         An `ImageRequest`, or a `RecordRejection` carrying a stable reason code.
     """
-    request_id, op, tenant, subject = record.default_request_id, None, DEFAULT_TENANT, ""
+    request_id, op, subject = record.default_request_id, None, ""
+    bound = tenancy.tenant_of(record.topic) if tenancy else None
+    tenant = bound or DEFAULT_TENANT
     try:
+        if tenancy and bound is None:
+            raise _RefusedError(RejectReason.BAD_HEADER, f"topic {record.topic!r} names no tenant")
         fields = _header_map(record.headers)
         request_id = _check_text("request-id", fields.get(H_REQUEST_ID, "")) or request_id
         image, produced_at = record.value or b"", record.timestamp_ms
@@ -216,9 +244,11 @@ def decode_record(record: KafkaRecord, limits: LimitsSettings) -> ImageRequest |
             request_id = _check_text("request-id", fields.get(H_REQUEST_ID, "")) or request_id
             produced_at = envelope_time or produced_at
         op = _parse_op(fields.get(H_OP, ""))
-        tenant = _check_tenant(fields.get(H_TENANT, ""))
+        claimed = fields.get(H_TENANT, "")
+        tenant = _bound_tenant(bound, claimed) if bound else _check_tenant(claimed)
         subject = _check_subject(fields.get(H_SUBJECT, ""))
         top_k = _parse_top_k(fields.get(H_TOP_K, ""))
+        all_faces = _parse_faces(fields.get(H_FACES, ""))
         _check_payload(op, subject, image, limits, is_envelope)
     except _RefusedError as refused:
         return RecordRejection(refused.rejection, request_id, record.source, op, tenant, subject)
@@ -232,7 +262,17 @@ def decode_record(record: KafkaRecord, limits: LimitsSettings) -> ImageRequest |
         content_type=fields.get(H_CONTENT_TYPE, ""),
         produced_at_ms=produced_at,
         source=record.source,
+        all_faces=all_faces,
     )
+
+
+def _parse_faces(value: str) -> bool:
+    """Header ``faces``: ``all`` answers for every face of the image; empty (or ``largest``) for one."""
+    if value in ("", "largest"):
+        return False
+    if value == FACES_ALL:
+        return True
+    raise _RefusedError(RejectReason.BAD_HEADER, f"faces {value[:32]!r} must be 'all' or 'largest'")
 
 
 def _check_payload(op: Op, subject: str, image: bytes, limits: LimitsSettings, is_envelope: bool) -> None:
@@ -256,6 +296,8 @@ def request_headers(request: ImageRequest, *, include_content_type: bool = True)
         headers.append((H_SUBJECT, request.subject))
     if request.top_k != DEFAULT_TOP_K:
         headers.append((H_TOP_K, str(request.top_k)))
+    if request.all_faces:
+        headers.append((H_FACES, FACES_ALL))
     if include_content_type and request.content_type:
         headers.append((H_CONTENT_TYPE, request.content_type))
     return [(name, value.encode("utf-8")) for name, value in headers]
@@ -272,5 +314,6 @@ def encode_image_event(request: ImageRequest) -> tuple[bytes, list[tuple[str, by
         content_type=request.content_type,
         image=request.image,
         produced_at_ms=request.produced_at_ms,
+        all_faces=request.all_faces,
     )
     return event.SerializeToString(), [(H_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE.encode())]

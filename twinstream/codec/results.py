@@ -32,8 +32,12 @@ from twinstream.contracts import (
     REASONS_BY_VALUE,
     Candidate,
     Decision,
+    FaceAnswer,
+    FaceBox,
     MatchResult,
     Op,
+    OperatingPoint,
+    PolicyKind,
     RejectReason,
     SourceRef,
     Timings,
@@ -51,10 +55,7 @@ def result_to_dict(result: MatchResult) -> dict[str, Any]:
         "distance": result.distance,
         "probability": result.probability,
         "threshold": result.threshold,
-        "candidates": [
-            {"subject": c.subject, "distance": c.distance, "probability": c.probability}
-            for c in result.candidates
-        ],
+        "candidates": _candidates_to_list(result.candidates),
         "model_version": result.model_version,
         "source": None,
         "error_reason": result.error_reason.value if result.error_reason else "",
@@ -74,7 +75,70 @@ def result_to_dict(result: MatchResult) -> dict[str, Any]:
             "offset": src.offset,
             "timestamp_ms": src.timestamp_ms,
         }
+    out["policy"] = _point_to_dict(result.policy) if result.policy else None
+    out["face"] = _box_to_dict(result.face) if result.face else None
+    out["faces_found"] = result.faces_found
+    out["faces"] = [_face_to_dict(f) for f in result.faces]
     return out
+
+
+def _candidates_to_list(candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
+    return [{"subject": c.subject, "distance": c.distance, "probability": c.probability} for c in candidates]
+
+
+def _point_to_dict(point: OperatingPoint) -> dict[str, Any]:
+    return {
+        "kind": point.kind.value,
+        "target": point.target,
+        "threshold": point.threshold,
+        "min_probability": point.min_probability,
+        "gallery_size": point.gallery_size,
+    }
+
+
+def _box_to_dict(box: FaceBox) -> dict[str, int]:
+    return {"left": box.left, "top": box.top, "right": box.right, "bottom": box.bottom}
+
+
+def _face_to_dict(face: FaceAnswer) -> dict[str, Any]:
+    return {
+        "box": _box_to_dict(face.box),
+        "decision": face.decision.value,
+        "subject": face.subject,
+        "distance": face.distance,
+        "probability": face.probability,
+        "candidates": _candidates_to_list(face.candidates),
+    }
+
+
+def _candidates_from(raw: Any) -> tuple[Candidate, ...]:
+    return tuple(
+        Candidate(str(c["subject"]), float(c["distance"]), float(c["probability"])) for c in raw or ()
+    )
+
+
+def _point_from(raw: dict[str, Any] | None) -> OperatingPoint | None:
+    if not raw:
+        return None
+    return OperatingPoint(
+        PolicyKind(raw["kind"]), float(raw["target"]), float(raw["threshold"]),
+        float(raw["min_probability"]), int(raw.get("gallery_size") or 0),
+    )  # fmt: skip
+
+
+def _box_from(raw: dict[str, Any] | None) -> FaceBox | None:
+    return FaceBox(int(raw["left"]), int(raw["top"]), int(raw["right"]), int(raw["bottom"])) if raw else None
+
+
+def _face_from(raw: dict[str, Any]) -> FaceAnswer:
+    box = _box_from(raw["box"])
+    if box is None:
+        raise ValueError("a face answer needs its box")
+    return FaceAnswer(
+        box, _member(DECISIONS_BY_VALUE, Decision, raw["decision"]), str(raw.get("subject") or ""),
+        _opt_float(raw.get("distance")), _opt_float(raw.get("probability")),
+        _candidates_from(raw.get("candidates")),
+    )  # fmt: skip
 
 
 def result_from_dict(data: dict[str, Any]) -> MatchResult:
@@ -100,10 +164,7 @@ def result_from_dict(data: dict[str, Any]) -> MatchResult:
         _opt_float(data.get("distance")),
         _opt_float(data.get("probability")),
         _opt_float(data.get("threshold")),
-        tuple(
-            Candidate(str(c["subject"]), float(c["distance"]), float(c["probability"]))
-            for c in data.get("candidates") or ()
-        ),
+        _candidates_from(data.get("candidates")),
         str(data.get("model_version") or ""),
         SourceRef(str(src["topic"]), int(src["partition"]), int(src["offset"]), int(src["timestamp_ms"]))
         if src
@@ -116,6 +177,10 @@ def result_from_dict(data: dict[str, Any]) -> MatchResult:
             float(timings.get("gallery_s", 0.0)),
             float(timings.get("total_s", 0.0)),
         ),
+        _point_from(data.get("policy")),
+        _box_from(data.get("face")),
+        int(data.get("faces_found") or 0),
+        tuple(_face_from(f) for f in data.get("faces") or ()),
     )
 
 
@@ -169,7 +234,36 @@ def result_to_protobuf(result: MatchResult) -> bytes:
         msg.candidates.add(subject=c.subject, distance=c.distance, probability=c.probability)
     if result.source is not None:
         msg.source.CopyFrom(source_to_pb(result.source))
+    if result.policy is not None:
+        point = result.policy
+        msg.policy.CopyFrom(
+            pb.OperatingPoint(
+                kind=point.kind.value, target=point.target, threshold=point.threshold,
+                min_probability=point.min_probability, gallery_size=point.gallery_size,
+            )
+        )  # fmt: skip
+    if result.face is not None:
+        msg.face.CopyFrom(_box_to_pb(result.face))
+    msg.faces_found = result.faces_found
+    for face in result.faces:
+        answer = msg.faces.add(
+            box=_box_to_pb(face.box), decision=DECISION_TO_PB[face.decision], subject=face.subject
+        )
+        if face.distance is not None:
+            answer.distance = face.distance
+        if face.probability is not None:
+            answer.probability = face.probability
+        for c in face.candidates:
+            answer.candidates.add(subject=c.subject, distance=c.distance, probability=c.probability)
     return msg.SerializeToString()
+
+
+def _box_to_pb(box: FaceBox) -> pb.FaceBox:
+    return pb.FaceBox(left=box.left, top=box.top, right=box.right, bottom=box.bottom)
+
+
+def _box_from_pb(box: pb.FaceBox) -> FaceBox:
+    return FaceBox(box.left, box.top, box.right, box.bottom)
 
 
 def result_from_protobuf(data: bytes) -> MatchResult:
@@ -193,7 +287,22 @@ def result_from_protobuf(data: bytes) -> MatchResult:
         timings=Timings(
             msg.timings.decode_s, msg.timings.embed_s, msg.timings.gallery_s, msg.timings.total_s
         ),
-    )
+        policy=OperatingPoint(
+            PolicyKind(msg.policy.kind), msg.policy.target, msg.policy.threshold,
+            msg.policy.min_probability, msg.policy.gallery_size,
+        ) if msg.HasField("policy") else None,
+        face=_box_from_pb(msg.face) if msg.HasField("face") else None,
+        faces_found=msg.faces_found,
+        faces=tuple(
+            FaceAnswer(
+                _box_from_pb(f.box), PB_TO_DECISION[f.decision], f.subject,
+                f.distance if f.HasField("distance") else None,
+                f.probability if f.HasField("probability") else None,
+                tuple(Candidate(c.subject, c.distance, c.probability) for c in f.candidates),
+            )
+            for f in msg.faces
+        ),
+    )  # fmt: skip
 
 
 def encode_result(result: MatchResult, fmt: str) -> tuple[bytes, str]:

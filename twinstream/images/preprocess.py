@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,33 +21,59 @@ if TYPE_CHECKING:
     import torch
 
 
+class Preprocessing(StrEnum):
+    """How an image becomes the tower's input (a model property, recorded in its manifest).
+
+    ``resize``: the whole image, converted and resized (digits, Omniglot, tight crops).
+    ``face-chip``: faces found by dlib's detector, aligned on 5 landmarks into a square chip
+    (`twinstream.images.faces`); an image without a face is refused with ``no-face``.
+    """
+
+    RESIZE = "resize"
+    FACE_CHIP = "face-chip"
+
+
 @dataclass(frozen=True, slots=True)
 class InputSpec:
-    """What the tower expects: size, channels and normalisation.
+    """What the tower expects: how the image is cut, its size, channels and normalisation.
 
     Attributes:
-        height: Input height in pixels after resizing.
-        width: Input width in pixels after resizing.
+        height: Input height in pixels.
+        width: Input width in pixels.
         channels: 1 (grayscale, PIL mode ``L``) or 3 (``RGB``).
         invert: Whether to flip intensities (``1 - x``) so strokes are bright on a dark ground.
-        mean: Subtracted after scaling to [0, 1] (and inverting).
-        std: Divided by after subtracting the mean.
+        mean: Subtracted after scaling to [0, 1] (and inverting); one value, or one per channel.
+        std: Divided by after subtracting the mean; one value, or one per channel.
+        kind: The pre-processing kind (`Preprocessing`).
+        chip_padding: ``face-chip`` only: the margin around the aligned face, as dlib's
+            ``get_face_chip(padding=…)``.
     """
 
     height: int
     width: int
     channels: int
     invert: bool
-    mean: float
-    std: float
+    mean: float | tuple[float, ...]
+    std: float | tuple[float, ...]
+    kind: Preprocessing = Preprocessing.RESIZE
+    chip_padding: float = 0.25
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", Preprocessing(self.kind))
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, list | tuple):  # per channel (a manifest's JSON gives a list)
+                if len(value) != self.channels:
+                    raise ValueError(f"{name} needs one value per channel ({self.channels}), got {value}")
+                object.__setattr__(self, name, tuple(float(v) for v in value))
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         if self.height < 8 or self.width < 8:
             raise ValueError(f"input must be at least 8x8, got {self.height}x{self.width}")
-        if self.std <= 0:
+        if min(np.atleast_1d(self.std)) <= 0:
             raise ValueError(f"std must be positive, got {self.std}")
+        if self.kind is Preprocessing.FACE_CHIP and (self.channels != 3 or self.height != self.width):
+            raise ValueError("face chips are square RGB images")
 
 
 def to_pixels(img: Image.Image, spec: InputSpec) -> np.ndarray:
@@ -69,10 +96,11 @@ def normalize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     Scale to [0, 1], invert if the spec says so, subtract the mean and divide by the std: the same
     float32 operations for one image or a stacked batch, so both give bit-identical inputs.
     """
-    arr = pixels.astype(np.float32) / 255.0
+    arr: np.ndarray = pixels.astype(np.float32) / np.float32(255.0)
     if spec.invert:
-        arr = 1.0 - arr
-    arr = (arr - spec.mean) / spec.std
+        arr = np.float32(1.0) - arr
+    # Per-channel values broadcast over the last (channel) axis of (..., H, W, C).
+    arr = (arr - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     return np.ascontiguousarray(np.moveaxis(arr, -1, -3))
 
 

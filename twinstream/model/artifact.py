@@ -24,13 +24,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from twinstream.images.preprocess import InputSpec
+from twinstream.model.calibration import ScoreCalibration
+from twinstream.model.impostor import ImpostorModel
 from twinstream.model.tower import build_tower
 
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "tower.safetensors"
 TORCH_WEIGHTS_FILE = "tower.pt"
 METRICS_FILE = "metrics.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class ArtifactError(ValueError):
@@ -38,29 +40,15 @@ class ArtifactError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Calibration:
-    """Isotonic map from distance to the probability of "same identity" (balanced prior, 0.5).
-
-    ``distances`` are increasing; ``probabilities`` are non-increasing; values between points are
-    linearly interpolated and values outside are clipped, as scikit-learn's IsotonicRegression does.
-    """
-
-    distances: tuple[float, ...]
-    probabilities: tuple[float, ...]
-
-    def __post_init__(self) -> None:
-        d, p = np.asarray(self.distances), np.asarray(self.probabilities)
-        if len(d) == 0 or len(d) != len(p):
-            raise ValueError("calibration needs as many distances as probabilities, at least one")
-        if np.any(np.diff(d) < 0) or np.any(np.diff(p) > 1e-12):
-            raise ValueError("calibration distances must increase and probabilities must not increase")
-        if np.any((p < 0) | (p > 1)):
-            raise ValueError("calibration probabilities must lie in [0, 1]")
-
-
-@dataclass(frozen=True, slots=True)
 class Manifest:
-    """Everything serving needs to rebuild, run and interpret the tower."""
+    """Everything serving needs to rebuild, run and interpret the tower.
+
+    Decisions come from ``calibration`` (distance → calibrated probability of "same identity", at its
+    stated prior) and ``impostors`` (held-out impostor distance distribution, which maps a tenant's target
+    FAR or FPIR and gallery size to a distance threshold): see `twinstream.model.operating_point`.
+    ``threshold`` and ``target_far`` summarise the verify operating point at the default policy;
+    ``provenance`` records where every weight file came from and under which licence.
+    """
 
     version: str
     architecture: str
@@ -68,7 +56,8 @@ class Manifest:
     embedding_dim: int
     threshold: float
     target_far: float
-    calibration: Calibration
+    calibration: ScoreCalibration
+    impostors: ImpostorModel
     metrics: dict[str, float]
     dataset: str
     loss: str
@@ -76,34 +65,45 @@ class Manifest:
     created_at: str
     distance: str = "euclidean"
     test_time_shifts: int = 0  # eval-mode test-time augmentation of the tower (twinstream.model.tower)
+    provenance: dict[str, Any] = field(default_factory=dict)
     weights_file: str = WEIGHTS_FILE
     weights_sha256: str = ""
     format_version: int = FORMAT_VERSION
 
-    def probability(self, distances: np.ndarray) -> np.ndarray:
+    def probability(self, distances: np.ndarray | float) -> np.ndarray:
         """Calibrated probability that each distance is between two images of the same identity."""
-        d = np.asarray(distances, dtype=np.float64)
-        return np.interp(d, self.calibration.distances, self.calibration.probabilities)
+        return self.calibration.probability(distances)
 
     def to_json(self) -> str:
         """Serialise to the JSON stored as ``manifest.json``."""
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        raw = {name: getattr(self, name) for name in Manifest.__dataclass_fields__}
+        raw["input"] = asdict(self.input)
+        raw["calibration"] = self.calibration.to_dict()
+        raw["impostors"] = self.impostors.to_dict()
+        return json.dumps(raw, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         """Parse ``manifest.json`` text.
 
         Raises:
-            ArtifactError: If the JSON is malformed or misses fields.
+            ArtifactError: If the JSON is malformed, misses fields or is of another format version.
         """
         try:
             raw: dict[str, Any] = json.loads(text)
+            if raw.get("format_version") != FORMAT_VERSION:
+                raise ArtifactError(
+                    f"artifact format {raw.get('format_version')} is not {FORMAT_VERSION}: "
+                    "train again or export with `twinstream models pretrained` (calibration changed)"
+                )
             raw["input"] = InputSpec(**raw["input"])
-            cal = raw["calibration"]
-            raw["calibration"] = Calibration(tuple(cal["distances"]), tuple(cal["probabilities"]))
+            raw["calibration"] = ScoreCalibration.from_dict(raw["calibration"])
+            raw["impostors"] = ImpostorModel.from_dict(raw["impostors"])
             raw["metrics"] = {str(k): float(v) for k, v in raw["metrics"].items()}
             return cls(**raw)
         except (ValueError, KeyError, TypeError) as exc:
+            if isinstance(exc, ArtifactError):
+                raise
             raise ArtifactError(f"malformed manifest: {exc}") from exc
 
 

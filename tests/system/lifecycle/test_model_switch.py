@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -26,13 +26,15 @@ pytestmark = pytest.mark.system
 
 
 class DeployStandIn:
-    """Records what the Serve side would have been asked to load (`services.app.deploy_versions`)."""
+    """What `services.app.deploy_versions` does, without Ray: record the versions, move the live pointer."""
 
-    def __init__(self) -> None:
-        self.calls: list[tuple[dict[str, Path], str]] = []
+    def __init__(self, client: redis.Redis, keys: RegistryKeys) -> None:
+        self.calls: list[tuple[list[Path], str]] = []
+        self._client, self._keys = client, keys
 
-    def __call__(self, settings: Settings, model_dirs: Mapping[str, Path], live: str) -> None:
-        self.calls.append((dict(model_dirs), live))
+    def __call__(self, settings: Settings, model_dirs: Sequence[Path | str], live: str) -> None:
+        self.calls.append(([Path(d) for d in model_dirs], live))
+        self._client.set(self._keys.live, live)  # as the real one does once every replica holds both
 
 
 @pytest.fixture
@@ -67,7 +69,8 @@ def test_promote_refuses_until_complete_then_switches_catches_up_and_rollback_re
     writer.append(
         [enrolment(tenant, f"digit-{label}", png) for label, png in (next(images) for _ in range(20))]
     )
-    deploy, applied, keys = DeployStandIn(), [], RegistryKeys.for_settings(settings)
+    keys = RegistryKeys.for_settings(settings)
+    deploy, applied = DeployStandIn(clients.redis, keys), []
     board = _board(clients, deploy, applied)
 
     with pytest.raises(SwitchError, match="not registered"):
@@ -82,7 +85,7 @@ def test_promote_refuses_until_complete_then_switches_catches_up_and_rollback_re
     first = board.promote(a)
     assert (first.live, first.previous) == (a, None)
     assert live_version(clients.redis, keys) == a and _alias_target(clients) == first.collection
-    assert deploy.calls[-1] == ({a: dir_a.resolve()}, a)
+    assert deploy.calls[-1] == ([dir_a.resolve()], a)
 
     def live_pipeline_enrols(live_dir: Path, count: int, subject: str) -> None:
         """What the pipeline does while a version is live: write its collection, then log."""
@@ -95,7 +98,7 @@ def test_promote_refuses_until_complete_then_switches_catches_up_and_rollback_re
     assert (second.live, second.previous) == (b, a)
     assert second.caught_up_before == 3 and second.caught_up_after == 0  # B caught up before serving
     assert previous_version(clients.redis, keys) == a and _alias_target(clients) == second.collection
-    assert deploy.calls[-1] == ({b: dir_b.resolve(), a: dir_a.resolve()}, b)
+    assert deploy.calls[-1] == ([dir_b.resolve(), dir_a.resolve()], b)
     assert clients.offsets.lag(reindex_group(settings, a)) == 0  # A holds the log up to the switch
 
     live_pipeline_enrols(dir_b, 2, "while-b")
@@ -138,4 +141,4 @@ def test_set_live_moves_both_pointers_atomically_per_deployment(redis_url: str, 
     assert set_live(client, "v2", keys) == "v2"  # no-op: the previous one is kept
     assert (live_version(client, keys), previous_version(client, keys)) == ("v2", "v1")
     assert live_version(client, other) is None  # another deployment's pointers are its own
-    assert client.get(f"twinstream:models:{unique_name}:live") == b"v2"
+    assert client.get(f"twinstream:model:live:{unique_name}") == b"v2"

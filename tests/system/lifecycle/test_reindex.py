@@ -19,9 +19,8 @@ from services.embedder.model import TowerEmbedder
 from services.gallery.client import connect
 from services.gallery.milvus_gallery import MilvusGallery
 from services.gallery.mirror import RedisGenerations
-from services.ingest.clients import build_admin
 from services.lifecycle.enrolment_log import compacted_state
-from services.lifecycle.offsets import LogOffsets, reindex_group
+from services.lifecycle.offsets import LogOffsets, build_admin, reindex_group
 from services.lifecycle.registry import ModelRegistry, RegistryKeys
 from services.lifecycle.reindex import reindex
 from services.matching.ports import LoggedEnrolment
@@ -33,7 +32,7 @@ from tests.support.lifecycle import (
     log_writer,
     wait_until,
 )
-from twinstream.config import Settings
+from twinstream.config import Settings, write_settings_file
 from twinstream.contracts import ImageRequest, Op
 from twinstream.images.prepared import prepare
 from twinstream.images.preprocess import normalize
@@ -152,8 +151,7 @@ def test_a_reindex_killed_half_way_resumes_and_the_collection_ends_exact(
     settings.lifecycle = settings.lifecycle.model_copy(update={"reindex_batch": 4})
     model = model_dirs[0]
     version = load_artifact(model).manifest.version
-    settings_file = tmp_path / "settings.json"
-    settings_file.write_text(settings.model_dump_json())
+    settings_file = write_settings_file(settings, tmp_path / "settings.json")
     command = [
         sys.executable,
         "-m",

@@ -40,7 +40,7 @@ DECISION_DELETED: Decision
 DECISION_REJECTED: Decision
 
 class ImageEvent(_message.Message):
-    __slots__ = ("op", "subject", "tenant", "request_id", "top_k", "content_type", "image", "produced_at_ms")
+    __slots__ = ("op", "subject", "tenant", "request_id", "top_k", "content_type", "image", "produced_at_ms", "all_faces")
     OP_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class ImageEvent(_message.Message):
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     PRODUCED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FACES_FIELD_NUMBER: _ClassVar[int]
     op: Op
     subject: str
     tenant: str
@@ -57,7 +58,8 @@ class ImageEvent(_message.Message):
     content_type: str
     image: bytes
     produced_at_ms: int
-    def __init__(self, op: _Optional[_Union[Op, str]] = ..., subject: _Optional[str] = ..., tenant: _Optional[str] = ..., request_id: _Optional[str] = ..., top_k: _Optional[int] = ..., content_type: _Optional[str] = ..., image: _Optional[bytes] = ..., produced_at_ms: _Optional[int] = ...) -> None: ...
+    all_faces: bool
+    def __init__(self, op: _Optional[_Union[Op, str]] = ..., subject: _Optional[str] = ..., tenant: _Optional[str] = ..., request_id: _Optional[str] = ..., top_k: _Optional[int] = ..., content_type: _Optional[str] = ..., image: _Optional[bytes] = ..., produced_at_ms: _Optional[int] = ..., all_faces: _Optional[bool] = ...) -> None: ...
 
 class Candidate(_message.Message):
     __slots__ = ("subject", "distance", "probability")
@@ -93,8 +95,50 @@ class SourceRef(_message.Message):
     timestamp_ms: int
     def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
 
+class OperatingPoint(_message.Message):
+    __slots__ = ("kind", "target", "threshold", "min_probability", "gallery_size")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MIN_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    GALLERY_SIZE_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    target: float
+    threshold: float
+    min_probability: float
+    gallery_size: int
+    def __init__(self, kind: _Optional[str] = ..., target: _Optional[float] = ..., threshold: _Optional[float] = ..., min_probability: _Optional[float] = ..., gallery_size: _Optional[int] = ...) -> None: ...
+
+class FaceBox(_message.Message):
+    __slots__ = ("left", "top", "right", "bottom")
+    LEFT_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    RIGHT_FIELD_NUMBER: _ClassVar[int]
+    BOTTOM_FIELD_NUMBER: _ClassVar[int]
+    left: int
+    top: int
+    right: int
+    bottom: int
+    def __init__(self, left: _Optional[int] = ..., top: _Optional[int] = ..., right: _Optional[int] = ..., bottom: _Optional[int] = ...) -> None: ...
+
+class FaceAnswer(_message.Message):
+    __slots__ = ("box", "decision", "subject", "distance", "probability", "candidates")
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    box: FaceBox
+    decision: Decision
+    subject: str
+    distance: float
+    probability: float
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    def __init__(self, box: _Optional[_Union[FaceBox, _Mapping]] = ..., decision: _Optional[_Union[Decision, str]] = ..., subject: _Optional[str] = ..., distance: _Optional[float] = ..., probability: _Optional[float] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ...) -> None: ...
+
 class MatchResult(_message.Message):
-    __slots__ = ("request_id", "op", "tenant", "subject", "decision", "distance", "probability", "threshold", "candidates", "model_version", "source", "error_reason", "error_detail", "timings")
+    __slots__ = ("request_id", "op", "tenant", "subject", "decision", "distance", "probability", "threshold", "candidates", "model_version", "source", "error_reason", "error_detail", "timings", "policy", "face", "faces_found", "faces")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     OP_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +153,10 @@ class MatchResult(_message.Message):
     ERROR_REASON_FIELD_NUMBER: _ClassVar[int]
     ERROR_DETAIL_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    FACE_FIELD_NUMBER: _ClassVar[int]
+    FACES_FOUND_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     op: Op
     tenant: str
@@ -123,7 +171,11 @@ class MatchResult(_message.Message):
     error_reason: str
     error_detail: str
     timings: Timings
-    def __init__(self, request_id: _Optional[str] = ..., op: _Optional[_Union[Op, str]] = ..., tenant: _Optional[str] = ..., subject: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., distance: _Optional[float] = ..., probability: _Optional[float] = ..., threshold: _Optional[float] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., model_version: _Optional[str] = ..., source: _Optional[_Union[SourceRef, _Mapping]] = ..., error_reason: _Optional[str] = ..., error_detail: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+    policy: OperatingPoint
+    face: FaceBox
+    faces_found: int
+    faces: _containers.RepeatedCompositeFieldContainer[FaceAnswer]
+    def __init__(self, request_id: _Optional[str] = ..., op: _Optional[_Union[Op, str]] = ..., tenant: _Optional[str] = ..., subject: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., distance: _Optional[float] = ..., probability: _Optional[float] = ..., threshold: _Optional[float] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., model_version: _Optional[str] = ..., source: _Optional[_Union[SourceRef, _Mapping]] = ..., error_reason: _Optional[str] = ..., error_detail: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., policy: _Optional[_Union[OperatingPoint, _Mapping]] = ..., face: _Optional[_Union[FaceBox, _Mapping]] = ..., faces_found: _Optional[int] = ..., faces: _Optional[_Iterable[_Union[FaceAnswer, _Mapping]]] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("request_id", "error_reason", "error_detail", "source", "failed_at_ms", "worker")

@@ -1,0 +1,1 @@
+"""Per-tenant configuration that every replica applies: operating points (policies)."""
