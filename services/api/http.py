@@ -36,6 +36,7 @@ class ApiReason(StrEnum):
     NOT_FOUND = "not-found"
     BAD_REQUEST = "bad-request"
     UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
 
 
 class ApiError(Exception):
