@@ -140,7 +140,10 @@ class LimitsSettings(_Group):
 
     max_image_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=64, description="width*height refused above this")
-    allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "PPM", "GIF", "TIFF")
+    allowed_formats: tuple[str, ...] = Field(
+        ("JPEG", "PNG", "WEBP", "BMP", "PPM"),
+        description="Pillow formats decoded (PPM covers PGM); the documented contract, nothing wider",
+    )
 
 
 class MetricsSettings(_Group):
