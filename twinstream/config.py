@@ -72,6 +72,11 @@ class MilvusSettings(_Group):
         100_000, ge=0, description="largest tenant each replica keeps in memory for exact search (0: off)"
     )
     mirror_max_total: int = Field(1_000_000, ge=1, description="vectors a replica's mirror holds in all")
+    mirror_max_tenants: int = Field(
+        10_000,
+        ge=1,
+        description="tenants a replica's mirror holds (empty ones too), least recently used dropped",
+    )
 
 
 class RaySettings(_Group):
