@@ -56,6 +56,16 @@ class RedisSettings(_Group):
     port: Port = 16379  # local redis-server port
     result_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="how long results are kept")
     cache_ttl_s: int = Field(24 * 3600, ge=1, description="how long cached embeddings are kept")
+    # Local Redis only (the stack; docker-compose sets the same): a memory bound and what goes first.
+    maxmemory: str = Field(
+        "1gb", pattern=r"^[1-9][0-9]*(b|kb|mb|gb)?$", description="local redis-server's maxmemory"
+    )
+    maxmemory_policy: Literal["volatile-ttl", "volatile-lru", "noeviction"] = Field(
+        "volatile-ttl",
+        description="what the local Redis evicts at maxmemory. volatile-ttl: only keys with a TTL (cached "
+        "embeddings, 1 day; results, 7 days), soonest to expire first, so the cache goes before results "
+        "and gallery generations (no TTL) are never evicted",
+    )
 
 
 class MilvusSettings(_Group):

@@ -103,3 +103,11 @@ def test_the_cli_commands_compose_runs_exist():
     used |= set(re.findall(r"twinstream (\w+)", " ".join(SERVICES["ray-head"]["command"])))
     missing = [c for c in used if c not in cli.commands]  # type: ignore[attr-defined]
     assert not missing, f"compose runs commands the CLI lacks: {missing}"
+
+
+def test_compose_redis_bounds_its_memory_as_the_local_stack_does():
+    command = SERVICES["redis"]["command"]
+    flags = dict(zip(command[1::2], command[2::2], strict=False))
+    defaults = Settings().redis
+    assert flags["--maxmemory"] == defaults.maxmemory
+    assert flags["--maxmemory-policy"] == defaults.maxmemory_policy == "volatile-ttl"
