@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from cli.demo.report import DemoCase, DemoFigures, Observed
-from twinstream.config import Settings
+from twinstream.config import Settings, write_settings_file
 from twinstream.contracts import Op
 
 DEMO_DATASETS = ("digits", "omniglot", "att-faces")
@@ -98,14 +98,14 @@ def start_ingest(settings: Settings, state_dir: Path, workers: int) -> list[Any]
     """Ingest workers as processes of their own (as `twinstream ingest --workers N` runs them), by pid.
 
     The workers get this run's settings as a file, so a demo against a non-default stack (the system test's)
-    reaches the same broker, gallery and Serve app.
+    reaches the same broker, gallery and Serve app. The file holds the secrets in clear and is readable by
+    its owner only.
     """
     from cli.stack.process import ManagedProcess
 
     run_dir = state_dir / "demo"
     run_dir.mkdir(parents=True, exist_ok=True)
-    settings_file = run_dir / "settings.json"
-    settings_file.write_text(settings.model_dump_json())
+    settings_file = write_settings_file(settings, run_dir / "settings.json")
     procs = []
     for index in range(workers):
         proc = ManagedProcess(f"ingest-{index}", run_dir)

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from twinstream.config import Settings
+from twinstream.config import Settings, write_settings_file
 
 log = logging.getLogger(__name__)
 _RESTART_DELAY_S = 2.0
@@ -49,8 +49,7 @@ class Supervisor:
         self._stop = threading.Event()
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._dir = tempfile.TemporaryDirectory(prefix="twinstream-ingest-")
-        self._settings_file = Path(self._dir.name) / "settings.json"
-        self._settings_file.write_text(settings.model_dump_json())
+        self._settings_file = write_settings_file(settings, Path(self._dir.name) / "settings.json")
 
     def _spawn(self, index: int) -> None:
         self._procs[index] = subprocess.Popen(worker_command(index, self._settings_file, self._factory))

@@ -21,7 +21,7 @@ from services.ingest.main import build_worker
 from services.ingest.results_reader import build_reader, read_results
 from services.ingest.supervisor import worker_command
 from twinstream.codec import DeadLetterInfo, read_dead_letter
-from twinstream.config import Settings
+from twinstream.config import Settings, write_settings_file
 from twinstream.contracts import MatchResult
 from twinstream.ports import MatchPipeline
 
@@ -143,8 +143,7 @@ class WorkerProcess:
 def start_worker_process(
     settings: Settings, index: int, tmp: Path, pipeline_factory: str | None = None
 ) -> WorkerProcess:
-    settings_file = tmp / f"settings-{index}.json"
-    settings_file.write_text(settings.model_dump_json())
+    settings_file = write_settings_file(settings, tmp / f"settings-{index}.json")
     log = tmp / f"worker-{index}-{time.monotonic_ns()}.log"
     cmd = worker_command(index, settings_file, pipeline_factory)
     proc = subprocess.Popen(
