@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api.http import ApiError, ApiReason
@@ -68,6 +69,8 @@ class FailureMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:  # the caller left mid-body: nobody to answer, and neither bug nor outage
+            log.info("%s %s: client disconnected before the body was read", scope["method"], scope["path"])
         except Exception as exc:
             if started:  # too late for another status: let the server abort the response
                 raise

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 
 import httpx
 import pytest
 import redis
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from pymilvus.exceptions import MilvusException
 
@@ -100,3 +101,29 @@ def test_ray_and_kafka_outages_are_dependency_failures() -> None:
     assert is_dependency_failure(kafka.errors.KafkaConnectionError("refused"))
     assert not is_dependency_failure(kafka.errors.MessageSizeTooLargeError("too big"))
     assert is_dependency_failure(ExceptionGroup("all down", [redis.ConnectionError("a"), TimeoutError()]))
+
+
+def test_a_client_that_leaves_mid_body_is_neither_a_bug_nor_an_outage(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/upload")
+    async def upload(request: Request) -> dict[str, int]:
+        return {"size": len(await request.body())}
+
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/upload", "headers": [], "query_string": b"",
+             "http_version": "1.1", "scheme": "http", "server": ("t", 80), "root_path": ""}  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="services.api.routes"):
+        asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert sent == []  # nobody to answer
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
