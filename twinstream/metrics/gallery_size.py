@@ -125,7 +125,7 @@ class GallerySizeTracker:
                 continue
             try:
                 counts = self._count(tenant)
-            except Exception as exc:  # any client error: Milvus' exception tree is wide, and this is best effort
+            except Exception as exc:  # any client error (Milvus' exception tree is wide): best effort
                 self._failed(tenant, exc)
                 continue
             self._measured(tenant, len(counts), sum(counts.values()))
