@@ -47,11 +47,14 @@ class Redis(Component):
         )
 
     def argv(self) -> list[str]:
-        port = str(self.settings.redis.port)
+        r = self.settings.redis
         return [
             str(redis_binary()),
-            "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no",
+            "--bind", "127.0.0.1", "--port", str(r.port), "--save", "", "--appendonly", "no",
             "--daemonize", "no", "--dir", str(self.home), "--protected-mode", "yes",
+            # Bounded memory (results and cached embeddings would otherwise grow until the host swaps);
+            # see RedisSettings.maxmemory_policy for why volatile-ttl.
+            "--maxmemory", r.maxmemory, "--maxmemory-policy", r.maxmemory_policy,
         ]  # fmt: skip
 
     def ready(self) -> bool:

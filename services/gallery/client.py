@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import time
 
+from pydantic import SecretStr
 from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
 GRPC_OPTIONS = {"grpc.keepalive_time_ms": 360_000, "grpc.keepalive_permit_without_calls": False}
 
 
-def connect(uri: str, token: str = "", *, attempts: int = 3, timeout: float | None = None) -> MilvusClient:
-    """A MilvusClient for ``uri``; retries a failed connect (a stale shared channel) a few times."""
+def connect(
+    uri: str, token: str | SecretStr = "", *, attempts: int = 3, timeout: float | None = None
+) -> MilvusClient:
+    """A MilvusClient for ``uri``; retries a failed connect (a stale shared channel) a few times.
+
+    ``token`` may be the settings' `SecretStr` (``settings.milvus.token``): it is unwrapped only here.
+    """
+    if isinstance(token, SecretStr):
+        token = token.get_secret_value()
     for attempt in range(attempts):
         try:
             return MilvusClient(uri=uri, token=token, timeout=timeout, grpc_options=dict(GRPC_OPTIONS))
