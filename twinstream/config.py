@@ -133,6 +133,12 @@ class IngestSettings(_Group):
     session_timeout_ms: int = Field(10_000, ge=1_000)
     retry_initial_s: float = Field(0.5, gt=0)
     retry_max_s: float = Field(15.0, gt=0)
+    max_record_attempts: int = Field(
+        3,
+        ge=1,
+        description="attempts at a batch that fails while every dependency answers; then its failing "
+        "records are isolated and dead-lettered as processing-failed (outages are retried without limit)",
+    )
 
 
 class LimitsSettings(_Group):

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer
@@ -96,7 +97,8 @@ def collect_results(settings: Settings, expected: int, timeout_s: float = 60.0) 
         time.sleep(0.5)
 
 
-def collect_dead_letters(settings: Settings) -> list[tuple[bytes | None, DeadLetterInfo]]:
+def dead_letter_records(settings: Settings) -> list[Any]:
+    """Every record on the DLQ topic (kafka-python ``ConsumerRecord``s: value, key, headers)."""
     consumer = KafkaConsumer(
         settings.kafka.dlq_topic,
         bootstrap_servers=settings.kafka.bootstrap,
@@ -106,9 +108,13 @@ def collect_dead_letters(settings: Settings) -> list[tuple[bytes | None, DeadLet
         max_partition_fetch_bytes=32 * 1024 * 1024,
     )
     try:
-        return [(m.value, read_dead_letter(m.headers)) for m in consumer]
+        return list(consumer)
     finally:
         consumer.close()
+
+
+def collect_dead_letters(settings: Settings) -> list[tuple[bytes | None, DeadLetterInfo]]:
+    return [(m.value, read_dead_letter(m.headers)) for m in dead_letter_records(settings)]
 
 
 @contextmanager

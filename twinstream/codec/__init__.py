@@ -8,6 +8,7 @@ metadata a DLQ record carries.
 from twinstream.codec._wire import (
     H_CONTENT_TYPE,
     H_DEAD_LETTER,
+    H_DEAD_LETTER_TRIMMED,
     H_ERROR_DETAIL,
     H_ERROR_REASON,
     H_OP,
@@ -20,7 +21,14 @@ from twinstream.codec._wire import (
     Headers,
     header_value,
 )
-from twinstream.codec.dead_letters import DeadLetter, DeadLetterInfo, dead_letter_headers, read_dead_letter
+from twinstream.codec.dead_letters import (
+    DeadLetter,
+    DeadLetterCopy,
+    DeadLetterInfo,
+    dead_letter_headers,
+    read_dead_letter,
+    record_batch_bytes,
+)
 from twinstream.codec.records import (
     KafkaRecord,
     RecordRejection,
@@ -43,6 +51,7 @@ from twinstream.codec.results import (
 __all__ = [
     "H_CONTENT_TYPE",
     "H_DEAD_LETTER",
+    "H_DEAD_LETTER_TRIMMED",
     "H_ERROR_DETAIL",
     "H_ERROR_REASON",
     "H_OP",
@@ -53,6 +62,7 @@ __all__ = [
     "JSON_CONTENT_TYPE",
     "PROTOBUF_CONTENT_TYPE",
     "DeadLetter",
+    "DeadLetterCopy",
     "DeadLetterInfo",
     "Headers",
     "KafkaRecord",
@@ -65,6 +75,7 @@ __all__ = [
     "encode_results",
     "header_value",
     "read_dead_letter",
+    "record_batch_bytes",
     "request_headers",
     "result_from_dict",
     "result_from_json",
