@@ -56,6 +56,16 @@ class RedisSettings(_Group):
     port: Port = 16379  # local redis-server port
     result_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="how long results are kept")
     cache_ttl_s: int = Field(24 * 3600, ge=1, description="how long cached embeddings are kept")
+    socket_timeout_s: float = Field(
+        5.0, gt=0, description="longest wait for a reply: a black-holed Redis fails a call, never hangs it"
+    )
+    connect_timeout_s: float = Field(2.0, gt=0, description="longest wait for a TCP connection")
+    health_check_interval_s: int = Field(
+        30, ge=0, description="PING a connection idle this long before reusing it (0: never)"
+    )
+    retries: int = Field(
+        0, ge=0, description="client-level retries of a failed call (callers retry outages themselves)"
+    )
 
 
 class MilvusSettings(_Group):
@@ -72,6 +82,12 @@ class MilvusSettings(_Group):
         100_000, ge=0, description="largest tenant each replica keeps in memory for exact search (0: off)"
     )
     mirror_max_total: int = Field(1_000_000, ge=1, description="vectors a replica's mirror holds in all")
+    timeout_s: float = Field(
+        30.0, gt=0, description="longest connect and longest data call (search, query, upsert, delete, flush)"
+    )
+    load_timeout_s: float = Field(
+        600.0, gt=0, description="longest collection create/load (a large gallery loads for minutes)"
+    )
 
 
 class RaySettings(_Group):

@@ -16,7 +16,6 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-import redis
 from prometheus_client import CollectorRegistry
 
 from services.ingest.clients import build_consumer
@@ -26,6 +25,7 @@ from services.ingest.probes import RedisPing, TcpReachable
 from services.ingest.serve_pipeline import ServePipeline
 from services.ingest.worker import IngestWorker
 from services.results.kafka_publisher import KafkaResultPublisher, build_producer
+from services.results.redis_client import redis_client
 from services.results.store import RedisResultStore
 from twinstream.config import Settings, load_settings
 from twinstream.metrics import INGEST_JOB, IngestMetrics, start_endpoint
@@ -59,7 +59,7 @@ def build_worker(
     checks = [*probes, *([pipeline] if isinstance(pipeline, DependencyProbe) else [])]
     sink = None
     if with_result_store:
-        client = redis.Redis.from_url(settings.redis.url)
+        client = redis_client(settings.redis)
         sink = RedisResultStore(client, settings.redis.result_ttl_s)
         checks.append(RedisPing(client))
     return IngestWorker(
