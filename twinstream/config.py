@@ -172,6 +172,17 @@ class MetricsSettings(_Group):
     training_port: Port = 19450  # training driver /metrics port
     prometheus_port: Port = 19090  # local Prometheus port
     host: str = "127.0.0.1"  # interface the /metrics endpoints listen on (0.0.0.0 in containers)
+    final_scrape_timeout_s: float = Field(
+        60.0,
+        ge=0,
+        description="a training run registered with the local Prometheus keeps its /metrics up until "
+        "Prometheus has scraped its last epoch, at most this long (0: do not wait)",
+    )
+
+    @property
+    def local_prometheus_url(self) -> str:
+        """The local stack's Prometheus (what `twinstream stack up` runs)."""
+        return f"http://127.0.0.1:{self.prometheus_port}"
 
 
 def default_data_dir() -> Path:
