@@ -59,7 +59,7 @@ class DeadLetter:
         value = self.record.value or b""
         headers = self.kafka_headers()
         if record_batch_bytes(key, value, headers) <= max_bytes:
-            return DeadLetterCopy(key, value, headers)
+            return DeadLetterCopy(key, self.record.value, headers)  # a tombstone stays one
         headers.append((H_DEAD_LETTER_TRIMMED, str(len(value)).encode()))
         room = max_bytes - record_batch_bytes(key, b"", headers)
         if room < 0:  # the original headers alone are too big: keep only ours
@@ -74,7 +74,7 @@ class DeadLetterCopy:
     """The key, value and headers of one DLQ record as sent."""
 
     key: bytes
-    value: bytes
+    value: bytes | None
     headers: list[tuple[str, bytes]]
 
 
