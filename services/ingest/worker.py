@@ -191,7 +191,7 @@ class IngestWorker:
             attempts = self._settings.ingest.max_record_attempts
             self._classified("sink", attempts, lambda: sink.put_many(results))
         except RecordFailedError as failed:
-            # The results are on the results topic already; the store is a cache of them.
+            # The results are published already: a missing store copy is better than a blocked partition.
             log.error("%s: %d results not stored: %s", self.name, len(results), failed)
         self._stage_done("sink", started)
 
