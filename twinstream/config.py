@@ -176,6 +176,16 @@ class RedisSettings(_Group):
         "embeddings, 1 day; results, 7 days), soonest to expire first, so the cache goes before results "
         "and gallery generations (no TTL) are never evicted",
     )
+    socket_timeout_s: float = Field(
+        5.0, gt=0, description="longest wait for a reply: a black-holed Redis fails a call, never hangs it"
+    )
+    connect_timeout_s: float = Field(2.0, gt=0, description="longest wait for a TCP connection")
+    health_check_interval_s: int = Field(
+        30, ge=0, description="PING a connection idle this long before reusing it (0: never)"
+    )
+    retries: int = Field(
+        0, ge=0, description="client-level retries of a failed call (callers retry outages themselves)"
+    )
 
 
 class MilvusSettings(_Group):
@@ -196,6 +206,12 @@ class MilvusSettings(_Group):
         10_000,
         ge=1,
         description="tenants a replica's mirror holds (empty ones too), least recently used dropped",
+    )
+    timeout_s: float = Field(
+        30.0, gt=0, description="longest connect and longest data call (search, query, upsert, delete, flush)"
+    )
+    load_timeout_s: float = Field(
+        600.0, gt=0, description="longest collection create/load (a large gallery loads for minutes)"
     )
 
 
@@ -265,6 +281,12 @@ class IngestSettings(_Group):
     session_timeout_ms: int = Field(10_000, ge=1_000)
     retry_initial_s: float = Field(0.5, gt=0)
     retry_max_s: float = Field(15.0, gt=0)
+    max_record_attempts: int = Field(
+        3,
+        ge=1,
+        description="attempts at a batch that fails while every dependency answers; then its failing "
+        "records are isolated and dead-lettered as processing-failed (outages are retried without limit)",
+    )
 
 
 class LimitsSettings(_Group):
@@ -294,6 +316,17 @@ class MetricsSettings(_Group):
     training_port: Port = 19450  # training driver /metrics port
     prometheus_port: Port = 19090  # local Prometheus port
     host: str = "127.0.0.1"  # interface the /metrics endpoints listen on (0.0.0.0 in containers)
+    final_scrape_timeout_s: float = Field(
+        60.0,
+        ge=0,
+        description="a training run registered with the local Prometheus keeps its /metrics up until "
+        "Prometheus has scraped its last epoch, at most this long (0: do not wait)",
+    )
+
+    @property
+    def local_prometheus_url(self) -> str:
+        """The local stack's Prometheus (what `twinstream stack up` runs)."""
+        return f"http://127.0.0.1:{self.prometheus_port}"
 
 
 def default_data_dir() -> Path:

@@ -60,7 +60,8 @@ class Redis(Component):
     def ready(self) -> bool:
         import redis
 
-        client = redis.Redis.from_url(self.endpoint, socket_timeout=1)
+        # A readiness probe: one short try, never redis-py's retries with back-off.
+        client = redis.Redis.from_url(self.endpoint, socket_timeout=1, socket_connect_timeout=1, retry=None)
         try:
             return bool(client.ping())
         finally:
