@@ -15,8 +15,9 @@ import pytest
 import redis
 
 from cli.stack import Stack, free_port
+from services.api.served import live_key
 from services.gallery.mirror import RedisGenerations
-from services.results.store import ACTIVE_MODEL_KEY, EmbeddingCache
+from services.results.store import EmbeddingCache
 from twinstream.config import load_settings
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,7 @@ def test_at_maxmemory_cached_entries_are_evicted_and_state_keys_never_are(small_
     tenants = [f"tenant{i}" for i in range(200)]
     for tenant in tenants:
         generations.bump(tenant)
-    small_redis.set(ACTIVE_MODEL_KEY, "v1")
+    small_redis.set(live_key("app"), "v1")
     cache = EmbeddingCache(small_redis, ttl_s=3600)
     vectors = np.ones((100, 256), np.float32)  # 1 KiB each
     for batch in range(100):  # ~10 MiB written into 4 MiB: every batch must still be accepted
@@ -53,4 +54,4 @@ def test_at_maxmemory_cached_entries_are_evicted_and_state_keys_never_are(small_
     info = small_redis.info("stats")
     assert int(info["evicted_keys"]) > 0
     assert generations.current(tenants) == dict.fromkeys(tenants, 1)
-    assert small_redis.get(ACTIVE_MODEL_KEY) == b"v1"
+    assert small_redis.get(live_key("app")) == b"v1"
