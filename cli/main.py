@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.commands import models, serve, stack, stream, system, tenants, train
+from cli.commands import models, policy, serve, stack, stream, system, tenants, train
 from cli.report import report_command
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(stack.app, name="stack")
 app.add_typer(tenants.tenants_app, name="tenants")
+app.add_typer(policy.app, name="policy")
 for group in (system, train, serve, stream, models):
     group.register(app)
 app.command("report")(report_command)

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import redis
 from ray import serve
 from ray.serve.deployment import Application
 
 from services.api.deployment import PipelineDeployment
 from services.api.served import live_key
 from services.deployments import PIPELINE_DEPLOYMENT
+from services.results.redis_client import redis_client
 from twinstream.config import Settings
 from twinstream.memory import MALLOC_ENV
 from twinstream.model.artifact import load_artifact
@@ -104,5 +104,5 @@ def deploy_versions(settings: Settings, model_dirs: Sequence[Path | str], live: 
     version), so the switch that follows is atomic: the next batch of every replica uses ``live``.
     """
     url = deploy(settings, model_dirs)
-    redis.Redis.from_url(settings.redis.url).set(live_key(settings.serve.app_name), live)
+    redis_client(settings.redis).set(live_key(settings.serve.app_name), live)
     return url

@@ -126,7 +126,8 @@ def run_ray_training(cfg: TrainConfig, run: RayRun, spec: InputSpec) -> RayResul
         ray.init(runtime_env=None if joining else {"env_vars": dict(RAY_ENV)})
     name = f"twinstream-{cfg.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
     loop_config = {**cfg.to_dict(), "crash_after_epoch": run.crash_after_epoch}
-    callbacks = [EpochPrinter(cfg.epochs), *([PrometheusCallback(run.metrics, name)] if run.metrics else [])]
+    exporting = [PrometheusCallback(run.metrics, name, final_epoch=cfg.epochs)] if run.metrics else []
+    callbacks = [EpochPrinter(cfg.epochs), *exporting]
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,

@@ -4,11 +4,16 @@ The endpoint listens on ``settings.metrics.training_port`` (an ephemeral port wh
 registered with the local stack's Prometheus as job ``twinstream-training``. In-process training
 (``--workers 0``) uses `exporting`; Ray Train runs use `training.metrics_callback.PrometheusCallback`.
 Only plain values (`MetricsExport`) travel to Ray's controller, never the settings object.
+
+A run can end within one scrape interval of its last epoch (digits trains in seconds), so before the
+endpoint closes it waits until the local Prometheus shows the run's final epoch count
+(`EpochExporter.wait_until_scraped`, bounded by ``metrics.final_scrape_timeout_s``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -20,6 +25,9 @@ from prometheus_client import CollectorRegistry
 
 from twinstream.config import Settings
 from twinstream.metrics import TRAINING_JOB, MetricsEndpoint, TrainingMetrics, start_endpoint
+from twinstream.metrics.scraped import wait_until_scraped
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,11 +37,14 @@ class MetricsExport:
     port: int
     host: str = "127.0.0.1"
     state_dir: Path | None = None
+    prometheus_url: str = ""  # the local Prometheus that scrapes registered runs ("" : none to wait for)
+    final_scrape_timeout_s: float = 60.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MetricsExport:
+        m = settings.metrics
         state_dir = settings.paths.state_dir.resolve()
-        return cls(settings.metrics.training_port, settings.metrics.host, state_dir)
+        return cls(m.training_port, m.host, state_dir, m.local_prometheus_url, m.final_scrape_timeout_s)
 
     def target_file(self, run: str) -> Path | None:
         """The file-SD entry a run registers (removed by `unregister` when the run ends)."""
@@ -62,6 +73,8 @@ class EpochExporter:
 
     def __init__(self, export: MetricsExport, run: str) -> None:
         self.run = run
+        self._export = export
+        self._observed = 0
         registry = CollectorRegistry()
         self._metrics = TrainingMetrics.create(registry)
         self.endpoint: MetricsEndpoint = start_endpoint(
@@ -70,9 +83,33 @@ class EpochExporter:
 
     def observe(self, reports: Sequence[Mapping[str, Any]]) -> None:
         self._metrics.observe_epoch(self.run, [{k: float(v) for k, v in r.items()} for r in reports])
+        self._observed += 1
+
+    def wait_until_scraped(self) -> bool:
+        """Block until the local Prometheus shows every epoch observed so far (True), or give up (False).
+
+        Returns at once when the run is not registered with a local Prometheus or nothing was observed.
+        """
+        if self.endpoint.target_file is None or not self._export.prometheus_url or not self._observed:
+            return True
+        expr = f'twinstream_training_epochs_total{{run="{self.run}"}}'
+        started = time.monotonic()
+        seen = wait_until_scraped(
+            self._export.prometheus_url, expr, self._observed, timeout_s=self._export.final_scrape_timeout_s
+        )
+        waited = time.monotonic() - started
+        if seen:
+            log.info("Prometheus scraped run %s's last epoch (waited %.1fs)", self.run, waited)
+        else:
+            log.warning("Prometheus did not scrape run %s's last epoch within %.0fs", self.run, waited)
+        return seen
 
     def close(self) -> None:
-        self.endpoint.close()
+        """Wait for Prometheus to have the final values (`wait_until_scraped`), then stop serving."""
+        try:
+            self.wait_until_scraped()
+        finally:
+            self.endpoint.close()
 
     def __enter__(self) -> EpochExporter:
         return self

@@ -8,9 +8,11 @@ singleton. Defaults match the local stack (`twinstream stack up`) on loopback.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -24,12 +26,32 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
+
+from twinstream.redaction import is_masked, mask_keys, redact_url, shown_input, variable_name
 
 
 class _Group(BaseModel):
-    """A settings group: an unknown key is an error (a typo must not be silently ignored)."""
+    """A settings group: an unknown key is an error (a typo must not be silently ignored).
+
+    Secrets never show in its repr (URL passwords are masked), and a masked placeholder copied from
+    `twinstream settings` output is refused rather than used as a password.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _no_masked_placeholders(self) -> _Group:
+        for name, value in self:
+            texts = [value.get_secret_value()] if isinstance(value, SecretStr) else [value]
+            texts = list(value) if isinstance(value, dict) else texts
+            if any(isinstance(text, str) and is_masked(text) for text in texts):
+                raise ValueError(f"{name} holds a masked placeholder ('**********'), not the secret")
+        return self
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -38,14 +60,30 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 REVEAL_SECRETS = "reveal_secrets"
 
 
+def _revealed(info: SerializationInfo) -> bool:
+    context = info.context if isinstance(info.context, dict) else {}
+    return bool(context.get(REVEAL_SECRETS))
+
+
 def _secret_json(value: SecretStr, info: SerializationInfo) -> str:
     """A secret in JSON: masked, unless the caller asked for it in clear (`write_settings_file`)."""
-    context = info.context if isinstance(info.context, dict) else {}
-    return value.get_secret_value() if context.get(REVEAL_SECRETS) else str(value)
+    return value.get_secret_value() if _revealed(info) else str(value)
+
+
+def _keys_out(value: dict[str, str], info: SerializationInfo) -> dict[str, str]:
+    return dict(value) if _revealed(info) else mask_keys(value)
+
+
+def _url_out(value: str, info: SerializationInfo) -> str:
+    return value if _revealed(info) else redact_url(value)
 
 
 #: A secret setting: never printed (``**********`` in `twinstream settings` and in reprs).
 Secret = Annotated[SecretStr, PlainSerializer(_secret_json, return_type=str, when_used="json")]
+#: API key → tenant: the keys are masked in every dump unless revealed (the tenants stay readable).
+SecretKeys = Annotated[dict[str, str], PlainSerializer(_keys_out, return_type=dict[str, str])]
+#: A URL that may carry a password (``redis://:pw@host``): the password is masked unless revealed.
+UrlWithPassword = Annotated[str, PlainSerializer(_url_out, return_type=str)]
 
 
 class KafkaSecurity(StrEnum):
@@ -202,18 +240,38 @@ class KafkaSettings(_Group):
 class RedisSettings(_Group):
     """Redis for the result store and the embedding cache."""
 
-    url: str = "redis://127.0.0.1:16379/0"
+    url: UrlWithPassword = "redis://127.0.0.1:16379/0"
     port: Port = 16379  # local redis-server port
     result_ttl_s: int = Field(7 * 24 * 3600, ge=1, description="how long results are kept")
     cache_ttl_s: int = Field(24 * 3600, ge=1, description="how long cached embeddings are kept")
+    # Local Redis only (the stack; docker-compose sets the same): a memory bound and what goes first.
+    maxmemory: str = Field(
+        "1gb", pattern=r"^[1-9][0-9]*(b|kb|mb|gb)?$", description="local redis-server's maxmemory"
+    )
+    maxmemory_policy: Literal["volatile-ttl", "volatile-lru", "noeviction"] = Field(
+        "volatile-ttl",
+        description="what the local Redis evicts at maxmemory. volatile-ttl: only keys with a TTL (cached "
+        "embeddings, 1 day; results, 7 days), soonest to expire first, so the cache goes before results "
+        "and gallery generations (no TTL) are never evicted",
+    )
+    socket_timeout_s: float = Field(
+        5.0, gt=0, description="longest wait for a reply: a black-holed Redis fails a call, never hangs it"
+    )
+    connect_timeout_s: float = Field(2.0, gt=0, description="longest wait for a TCP connection")
+    health_check_interval_s: int = Field(
+        30, ge=0, description="PING a connection idle this long before reusing it (0: never)"
+    )
+    retries: int = Field(
+        0, ge=0, description="client-level retries of a failed call (callers retry outages themselves)"
+    )
 
 
 class MilvusSettings(_Group):
     """The vector gallery."""
 
-    uri: str = "http://127.0.0.1:19531"
+    uri: UrlWithPassword = "http://127.0.0.1:19531"
     port: Port = 19531  # local milvus-lite server port
-    token: str = ""
+    token: Secret = Field(SecretStr(""), description="Milvus token or user:password; never printed")
     collection_prefix: str = "twinstream"
     index_type: Literal["FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW", "HNSW_SQ", "AUTOINDEX"] = "HNSW"
     index_params: dict[str, int] = Field(default_factory=lambda: {"M": 16, "efConstruction": 128})
@@ -222,6 +280,17 @@ class MilvusSettings(_Group):
         100_000, ge=0, description="largest tenant each replica keeps in memory for exact search (0: off)"
     )
     mirror_max_total: int = Field(1_000_000, ge=1, description="vectors a replica's mirror holds in all")
+    mirror_max_tenants: int = Field(
+        10_000,
+        ge=1,
+        description="tenants a replica's mirror holds (empty ones too), least recently used dropped",
+    )
+    timeout_s: float = Field(
+        30.0, gt=0, description="longest connect and longest data call (search, query, upsert, delete, flush)"
+    )
+    load_timeout_s: float = Field(
+        600.0, gt=0, description="longest collection create/load (a large gallery loads for minutes)"
+    )
 
 
 class RaySettings(_Group):
@@ -258,9 +327,11 @@ class ServeSettings(_Group):
         description="how long a lone HTTP request waits for company; 0 = none (requests that arrive while "
         "a batch runs still form the next batch)",
     )
-    api_keys: dict[str, str] = Field(
+    api_keys: SecretKeys = Field(
         default_factory=dict,
-        description="API key -> tenant it is bound to ('*' for all tenants); empty disables auth",
+        repr=False,
+        description="API key -> tenant it is bound to ('*' for all tenants); empty disables auth; the "
+        "keys are never printed",
     )
     autoscaling: dict[str, float] = Field(
         default_factory=dict,
@@ -288,6 +359,12 @@ class IngestSettings(_Group):
     session_timeout_ms: int = Field(10_000, ge=1_000)
     retry_initial_s: float = Field(0.5, gt=0)
     retry_max_s: float = Field(15.0, gt=0)
+    max_record_attempts: int = Field(
+        3,
+        ge=1,
+        description="attempts at a batch that fails while every dependency answers; then its failing "
+        "records are isolated and dead-lettered as processing-failed (outages are retried without limit)",
+    )
 
 
 class LifecycleSettings(_Group):
@@ -319,7 +396,10 @@ class LimitsSettings(_Group):
 
     max_image_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=64, description="width*height refused above this")
-    allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "PPM", "GIF", "TIFF")
+    allowed_formats: tuple[str, ...] = Field(
+        ("JPEG", "PNG", "WEBP", "BMP", "PPM"),
+        description="Pillow formats decoded (PPM covers PGM); the documented contract, nothing wider",
+    )
 
 
 class PolicySettings(_Group):
@@ -338,6 +418,17 @@ class MetricsSettings(_Group):
     training_port: Port = 19450  # training driver /metrics port
     prometheus_port: Port = 19090  # local Prometheus port
     host: str = "127.0.0.1"  # interface the /metrics endpoints listen on (0.0.0.0 in containers)
+    final_scrape_timeout_s: float = Field(
+        60.0,
+        ge=0,
+        description="a training run registered with the local Prometheus keeps its /metrics up until "
+        "Prometheus has scraped its last epoch, at most this long (0: do not wait)",
+    )
+
+    @property
+    def local_prometheus_url(self) -> str:
+        """The local stack's Prometheus (what `twinstream stack up` runs)."""
+        return f"http://127.0.0.1:{self.prometheus_port}"
 
 
 def default_data_dir() -> Path:
@@ -403,28 +494,29 @@ class SettingsError(ValueError):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment (and ``overrides``), turning pydantic's error into a clear one."""
+    """Build settings from the environment (and ``overrides``), turning pydantic's error into a clear one.
+
+    The message names every invalid variable; it shows a rejected value only where that cannot be a
+    secret (`twinstream.redaction.shown_input`).
+    """
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except SourceError as exc:  # a group's JSON that does not parse; pydantic-settings names no value
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"TWINSTREAM_{field.group(1).upper()}" if field else "a TWINSTREAM_ variable"
+        raise SettingsError(f"invalid twinstream settings:\n  {name}: {exc}") from None
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            loc = "__".join(str(part) for part in err["loc"]).upper()
-            lines.append(f"  TWINSTREAM_{loc}: {err['msg']}{_shown_input(loc, err.get('input'))}")
+            name, _ = variable_name(err["loc"])
+            lines.append(f"  {name}: {err['msg']}{shown_input(err['loc'], err.get('input'), err['type'])}")
         raise SettingsError("invalid twinstream settings:\n" + "\n".join(lines)) from None
-
-
-def _shown_input(loc: str, value: object) -> str:
-    """The rejected value for the error message, unless it is or may contain a secret."""
-    if isinstance(value, dict | list) or any(word in loc for word in ("PASSWORD", "TOKEN", "SECRET", "KEY")):
-        return ""  # a whole group (e.g. kafka with its password) or a secret itself: never echo it
-    return f" (got {value!r})"
 
 
 def write_settings_file(settings: Settings, path: Path) -> Path:
     """Write ``settings`` as JSON for a child process (``--settings-file``), secrets in clear.
 
-    The file is created readable by its owner only: it may hold the Kafka password.
+    The file is created readable by its owner only: it may hold API keys, tokens and passwords.
     """
     text = settings.model_dump_json(context={REVEAL_SECRETS: True})
     path.parent.mkdir(parents=True, exist_ok=True)

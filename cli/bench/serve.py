@@ -132,10 +132,10 @@ def _forward(model_dir: Path, threads: int, batch: int, seconds: float) -> dict[
 
 
 def _milvus(settings: Settings, collection: str, dim: int, calls: int = 20) -> dict[str, dict[str, float]]:
-    from services.gallery.client import connect as connect_milvus
+    from services.gallery.client import connect_with
     from services.gallery.milvus_gallery import MilvusGallery
 
-    gallery = MilvusGallery(connect_milvus(settings.milvus.uri), collection, settings.milvus.search_params)
+    gallery = MilvusGallery(connect_with(settings.milvus), collection, settings.milvus.search_params)
     rng = np.random.default_rng(0)
     out = {}
     for batch in (1, 32):

@@ -44,7 +44,7 @@ from rich.console import Console
 from rich.table import Table
 
 from twinstream.codec import decode_result
-from twinstream.config import Settings, load_settings
+from twinstream.config import Settings, load_settings, write_settings_file
 from twinstream.contracts import ImageRequest, Op
 
 RESULTS = results_dir()
@@ -218,8 +218,7 @@ class Workers:
 
         self._settings = settings
         self._dir = tempfile.TemporaryDirectory(prefix="twinstream-sbench-")
-        settings_file = Path(self._dir.name) / "settings.json"
-        settings_file.write_text(settings.model_dump_json())
+        settings_file = write_settings_file(settings, Path(self._dir.name) / "settings.json")
         self._procs = [
             subprocess.Popen(
                 worker_command(i, settings_file), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

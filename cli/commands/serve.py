@@ -69,6 +69,18 @@ class ApiClient:
     def close(self) -> None:
         self._http.close()
 
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Reply:
+        """A JSON request; transport errors become a 503-like reply, not an exception."""
+        try:
+            response = self._http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            return Reply(path, 503, {"reason": "unavailable", "detail": str(exc)})
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {"reason": "bad-response", "detail": response.text[:200]}
+        return Reply(path, response.status_code, answer)
+
     def post_image(self, path: str, file: Path, params: dict[str, Any] | None = None) -> Reply:
         """POST one image file as a raw body; transport errors become a 503-like reply, not an exception."""
         content_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"

@@ -14,8 +14,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from cli.console import console, settings_or_exit
 from twinstream.codec import result_to_dict
@@ -35,8 +37,8 @@ def ingest(settings: Settings, console: Console, *, workers: int | None = None) 
     k = settings.kafka
     per_tenant = ".<tenant>" if k.tenant_binding is TenantBinding.TOPIC else ""
     console.print(
-        f"ingest: {count} worker(s), group [bold]{settings.ingest.group_id}[/bold], "
-        f"{k.images_topic}{per_tenant} → {k.results_topic}{per_tenant} / {k.dlq_topic}"
+        f"ingest: {count} worker(s), group [bold]{escape(settings.ingest.group_id)}[/bold], "
+        + escape(f"{k.images_topic}{per_tenant} → {k.results_topic}{per_tenant} / {k.dlq_topic}")
     )
     if count == 1:
         run_worker(settings, 0)
@@ -62,16 +64,19 @@ def ingest_status(settings: Settings, console: Console, *, as_json: bool = False
         console.print_json(json.dumps({**asdict(status), "total_lag": status.total_lag}))
         return 0
     console.print(
-        f"group [bold]{status.group}[/bold] on {status.topic}: {status.state}, {len(status.members)} "
-        f"member(s), total lag {status.total_lag}"
+        f"group [bold]{escape(status.group)}[/bold] on {escape(status.topic)}: {escape(status.state)}, "
+        f"{len(status.members)} member(s), total lag {status.total_lag}"
     )
+    # Client ids and hosts are chosen by whoever joins the group: plain text cells, never markup.
     members = Table("member", "client id", "host", "partitions", title="members")
     for m in status.members:
-        members.add_row(m.member_id[-12:], m.client_id, m.host, ",".join(map(str, m.partitions)) or "-")
+        members.add_row(
+            *map(Text, (m.member_id[-12:], m.client_id, m.host, ",".join(map(str, m.partitions)) or "-"))
+        )
     partitions = Table("partition", "committed", "end", "lag", "owner", title="partitions")
     for p in status.partitions:
         committed = "-" if p.committed is None else str(p.committed)
-        partitions.add_row(str(p.partition), committed, str(p.end), str(p.lag), p.owner or "-")
+        partitions.add_row(*map(Text, (str(p.partition), committed, str(p.end), str(p.lag), p.owner or "-")))
     console.print(members, partitions)
     return 0
 
@@ -95,7 +100,7 @@ def publish(
     try:
         items = pub.plan(pub.collect_images(paths), op, subject=subject, subject_from_dir=subject_from_dir)
     except pub.PublishError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(Text(str(exc), style="red"))  # names the user's paths: text, not markup
         return 2
     total_bytes = sum(item.path.stat().st_size for item in items)
     topic = images_topic_for(settings.kafka, tenant)  # the tenant's own one when bound to topics
@@ -119,12 +124,14 @@ def publish(
     if manifest is not None:
         pub.write_manifest(manifest, items, op, tenant)
     console.print(
-        f"published {summary.sent}/{len(items)} images ({total_bytes / 1e6:.1f} MB) as {op.value} for tenant "
-        f"{tenant!r} in {summary.seconds:.1f}s ({summary.rate:.0f}/s); failed: {summary.failed}"
-        + (f"; request ids in {manifest}" if manifest else "")
+        Text(
+            f"published {summary.sent}/{len(items)} images ({total_bytes / 1e6:.1f} MB) as {op.value} for "
+            f"tenant {tenant!r} in {summary.seconds:.1f}s ({summary.rate:.0f}/s); failed: {summary.failed}"
+            + (f"; request ids in {manifest}" if manifest else "")
+        )
     )
     for error in summary.errors[:5]:
-        console.print(f"[red]  {error}[/red]")
+        console.print(Text(f"  {error}", style="red"))
     return 0 if summary.failed == 0 else 1
 
 
@@ -136,12 +143,25 @@ def results(
     request_ids: Sequence[str] = (),
     as_json: bool = False,
     tenant: str = DEFAULT_TENANT,
+    err_console: Console | None = None,
 ) -> int:
     """`twinstream results [--follow] [--request-id ID ...] [--json] [--tenant T]`: a table, or JSON lines.
 
-    ``tenant`` picks the tenant's own results topic when tenants are bound to topics.
+    ``tenant`` picks the tenant's own results topic when tenants are bound to topics. Every field is
+    producer-chosen data and is printed as plain text, never as rich markup. Records that are not results
+    are skipped, each with a warning on ``err_console`` (stderr), and counted.
     """
-    from services.ingest.results_reader import build_reader, read_results
+    from services.ingest.results_reader import SkippedRecord, build_reader, read_results
+
+    warn = err_console or Console(stderr=True)
+    skipped: list[SkippedRecord] = []
+
+    def on_skipped(record: SkippedRecord) -> None:
+        skipped.append(record)
+        where = f"partition {record.partition} offset {record.offset}"
+        warn.print(
+            Text(f"warning: skipped an undecodable record at {where}: {record.reason}", style="yellow")
+        )
 
     consumer = build_reader(settings.kafka)
     table = Table(
@@ -150,42 +170,45 @@ def results(
     count = 0
     try:
         for record in read_results(
-            consumer, results_topic_for(settings.kafka, tenant), follow=follow, request_ids=request_ids
-        ):
+            consumer, results_topic_for(settings.kafka, tenant), follow=follow, request_ids=request_ids,
+            on_skipped=on_skipped,
+        ):  # fmt: skip
             count += 1
-            r = record.result
-            if as_json or follow:
-                console.print_json(json.dumps(result_to_dict(r))) if not as_json else print(
-                    json.dumps(result_to_dict(r)), flush=True
-                )
-                continue
-            best = f"{r.candidates[0].subject} ({r.candidates[0].distance:.3f})" if r.candidates else ""
-            table.add_row(
-                r.request_id,
-                r.op.value if r.op else "",
-                r.tenant,
-                r.subject,
-                r.decision.value,
-                "" if r.distance is None else f"{r.distance:.3f}",
-                "" if r.probability is None else f"{r.probability:.2f}",
-                best,
-                r.error_reason or "",
-            )
+            if as_json:
+                print(json.dumps(result_to_dict(record.result)), flush=True)
+            elif follow:
+                console.print_json(json.dumps(result_to_dict(record.result)))  # JSON text, never markup
+            else:
+                table.add_row(*_row(record.result))
     except KeyboardInterrupt:
         pass
     finally:
         consumer.close()
     if not (as_json or follow):
         console.print(table)
-        console.print(f"{count} result(s)")
+        console.print(
+            f"{count} result(s)" + (f", {len(skipped)} undecodable record(s) skipped" if skipped else "")
+        )
+    elif skipped:
+        warn.print(Text(f"{len(skipped)} undecodable record(s) skipped", style="yellow"))
     return 0
 
 
-def _one_line(r: MatchResult) -> str:
-    distance = "" if r.distance is None else f" d={r.distance:.3f}"
-    error = f" [red]{r.error_reason}: {r.error_detail}[/red]" if r.error_reason else ""
-    op = r.op.value if r.op else "?"
-    return f"{r.request_id} {op} {r.tenant}/{r.subject} [bold]{r.decision.value}[/bold]{distance}{error}"
+def _row(r: MatchResult) -> list[Text]:
+    """One table row of plain text cells (ids and details are data: ``[/red]`` is shown, not parsed)."""
+    best = f"{r.candidates[0].subject} ({r.candidates[0].distance:.3f})" if r.candidates else ""
+    cells = (
+        r.request_id,
+        r.op.value if r.op else "",
+        r.tenant,
+        r.subject,
+        r.decision.value,
+        "" if r.distance is None else f"{r.distance:.3f}",
+        "" if r.probability is None else f"{r.probability:.2f}",
+        best,
+        r.error_reason or "",
+    )
+    return [Text(cell) for cell in cells]
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output for scripts")]

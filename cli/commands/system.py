@@ -68,7 +68,7 @@ def bench(
 
 @app.command("settings")
 def show_settings() -> None:
-    """Print the effective settings as JSON (environment variables applied)."""
+    """Print the effective settings as JSON (environment applied; keys, tokens and passwords masked)."""
     console.print_json(settings_or_exit().model_dump_json())
 
 

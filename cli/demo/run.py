@@ -98,7 +98,8 @@ def start_ingest(settings: Settings, state_dir: Path, workers: int) -> list[Any]
     """Ingest workers as processes of their own (as `twinstream ingest --workers N` runs them), by pid.
 
     The workers get this run's settings as a file, so a demo against a non-default stack (the system test's)
-    reaches the same broker, gallery and Serve app.
+    reaches the same broker, gallery and Serve app. The file holds the secrets in clear and is readable by
+    its owner only.
     """
     from cli.stack.process import ManagedProcess
 

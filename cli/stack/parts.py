@@ -47,17 +47,21 @@ class Redis(Component):
         )
 
     def argv(self) -> list[str]:
-        port = str(self.settings.redis.port)
+        r = self.settings.redis
         return [
             str(redis_binary()),
-            "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no",
+            "--bind", "127.0.0.1", "--port", str(r.port), "--save", "", "--appendonly", "no",
             "--daemonize", "no", "--dir", str(self.home), "--protected-mode", "yes",
+            # Bounded memory (results and cached embeddings would otherwise grow until the host swaps);
+            # see RedisSettings.maxmemory_policy for why volatile-ttl.
+            "--maxmemory", r.maxmemory, "--maxmemory-policy", r.maxmemory_policy,
         ]  # fmt: skip
 
     def ready(self) -> bool:
         import redis
 
-        client = redis.Redis.from_url(self.endpoint, socket_timeout=1)
+        # A readiness probe: one short try, never redis-py's retries with back-off.
+        client = redis.Redis.from_url(self.endpoint, socket_timeout=1, socket_connect_timeout=1, retry=None)
         try:
             return bool(client.ping())
         finally:

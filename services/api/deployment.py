@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-import redis
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,7 +26,8 @@ from services.api.http import ApiError, ApiReason, read_image, status_for
 from services.api.routes import install_error_handlers
 from services.api.served import ForwardPool, ServedVersion, ServedVersions, load_version
 from services.deployments import PIPELINE_DEPLOYMENT
-from services.gallery.client import connect as connect_milvus
+from services.gallery.client import connect_with
+from services.results.redis_client import redis_client
 from services.results.store import RedisResultStore
 from services.tenants.policies import RedisPolicies
 from twinstream.codec import result_to_json
@@ -116,8 +116,8 @@ class PipelineDeployment:
         reuse_freed_memory()  # activations are reused, not page-faulted in again on every pass
         self._settings = settings
         app.state.api_keys = dict(settings.serve.api_keys)  # read by services.api.auth
-        milvus = connect_milvus(settings.milvus.uri, settings.milvus.token)
-        rds = redis.Redis.from_url(settings.redis.url)
+        milvus = connect_with(settings.milvus)
+        rds = redis_client(settings.redis)
         self._results = RedisResultStore(rds, settings.redis.result_ttl_s)
         self._metrics = PipelineMetrics.create(RayFactory())
         forwards = ForwardPool(EmbedderMetrics.create(RayFactory()))

@@ -6,10 +6,12 @@ codes are the DLQ's `RejectReason` values plus the HTTP-only `ApiReason` values.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from enum import StrEnum
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from twinstream.contracts import InputError, RejectReason
 
@@ -36,6 +38,7 @@ class ApiReason(StrEnum):
     NOT_FOUND = "not-found"
     BAD_REQUEST = "bad-request"
     UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
 
 
 class ApiError(Exception):
@@ -57,36 +60,64 @@ def status_for(reason: RejectReason | None) -> int:
     return _STATUS.get(reason, 422) if reason is not None else 422
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
-    chunks: list[bytes] = []
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, RejectReason.TOO_LARGE, f"body exceeds the limit of {limit} bytes")
+
+
+async def _capped_stream(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+    """The body's chunks; 413 as soon as more than ``limit`` bytes arrived (declared length or not)."""
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, RejectReason.TOO_LARGE, f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+            raise _too_large(limit)
+        yield chunk
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    return b"".join([chunk async for chunk in _capped_stream(request, limit)])
+
+
+async def _multipart_file(request: Request, max_bytes: int) -> tuple[bytes, str]:
+    """The first file of a multipart body, parsed from a stream capped at the image limit plus overhead.
+
+    Why not ``request.form()``: its parser bounds field parts but spools file parts to disk without
+    limit, so a chunked upload (no Content-Length) could fill the disk before any check ran. Here the
+    whole body is capped while it streams, and file parts stay in memory (they are at most that size).
+    """
+    limit = max_bytes + MULTIPART_OVERHEAD
+    stream = _capped_stream(request, limit)
+    parser = MultiPartParser(request.headers, stream, max_files=1, max_fields=8, max_part_size=max_bytes + 1)
+    parser.spool_max_size = limit  # never roll over to a temporary file on disk
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise ApiError(400, ApiReason.BAD_REQUEST, f"malformed multipart body: {exc.message}") from None
+    finally:
+        await stream.aclose()
+    try:
+        upload = next((v for v in form.values() if isinstance(v, UploadFile)), None)
+        if upload is None:
+            raise ApiError(422, RejectReason.EMPTY_IMAGE, "the multipart body holds no file")
+        return await upload.read(max_bytes + 1), upload.content_type or ""
+    finally:
+        await form.close()
 
 
 async def read_image(request: Request, max_bytes: int) -> tuple[bytes, str]:
     """The image of a request: the raw body (``image/*`` or octet-stream) or the first multipart file.
 
     Raises:
-        ApiError: 413 beyond ``max_bytes`` (checked before reading where the length is declared),
-            415 for other content types, 422 when a multipart body holds no file.
+        ApiError: 413 beyond ``max_bytes`` (checked before reading where the length is declared, and
+            while reading where it is not), 415 for other content types, 422 when a multipart body holds
+            no file, 400 for a malformed multipart body.
     """
     content_type = request.headers.get("content-type", "").lower()
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes + MULTIPART_OVERHEAD:
         raise ApiError(413, RejectReason.TOO_LARGE, f"{declared} bytes exceeds the limit of {max_bytes}")
     if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=8, max_part_size=max_bytes + 1)
-        upload = next((v for v in form.values() if isinstance(v, UploadFile)), None)
-        if upload is None:
-            raise ApiError(422, RejectReason.EMPTY_IMAGE, "the multipart body holds no file")
-        data = await upload.read(max_bytes + 1)
-        file_type = upload.content_type or ""
-        await form.close()
+        data, file_type = await _multipart_file(request, max_bytes)
     elif not content_type or content_type.startswith(("image/", "application/octet-stream")):
         data, file_type = await _read_capped(request, max_bytes + 1), content_type
     else:

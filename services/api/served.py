@@ -99,7 +99,7 @@ def load_version(
     store = MilvusGallery(milvus, collection, settings.milvus.search_params)
     gallery = MirroredGallery(
         store, RedisGenerations(rds, collection), settings.milvus.mirror_max_vectors,
-        settings.milvus.mirror_max_total,
+        settings.milvus.mirror_max_total, max_tenants=settings.milvus.mirror_max_tenants,
     )  # fmt: skip
 
     async def embed(batch: np.ndarray) -> np.ndarray:

@@ -166,19 +166,35 @@ class MilvusGallery:
         return ids
 
     def vectors_of(self, keys: Sequence[SubjectKey]) -> dict[SubjectKey, np.ndarray]:
-        """Every enrolled vector of each (tenant, subject), in one query; absent keys have no entry."""
+        """Every enrolled vector of each (tenant, subject); absent keys have no entry.
+
+        One query when the answer fits Milvus' result window (16,384 rows), else read again page by
+        page: a window cut short would drop whole subjects of the batch (verify: unknown subject).
+        """
         if not keys:
             return {}
-        rows = self._client.query(
-            self.collection,
-            filter=subjects_filter(keys),
-            output_fields=["tenant", "subject", "vector"],
-            limit=QUERY_LIMIT,
-        )
+        fields = ["tenant", "subject", "vector"]
+        where = subjects_filter(keys)
+        rows = self._client.query(self.collection, filter=where, output_fields=fields, limit=QUERY_LIMIT)
+        if len(rows) >= QUERY_LIMIT:
+            rows = self._all_rows(where, fields)
         grouped: dict[SubjectKey, list[list[float]]] = {}
         for row in rows:
             grouped.setdefault((str(row["tenant"]), str(row["subject"])), []).append(row["vector"])
         return {key: np.asarray(vecs, dtype=np.float32) for key, vecs in grouped.items()}
+
+    def _all_rows(self, where: str, fields: list[str]) -> list[dict[str, Any]]:
+        """Every row matching ``where``, read with a query iterator (no result window)."""
+        rows: list[dict[str, Any]] = []
+        iterator = self._client.query_iterator(
+            self.collection, batch_size=QUERY_LIMIT // 4, filter=where, output_fields=fields
+        )
+        try:
+            while batch := iterator.next():
+                rows += batch
+        finally:
+            iterator.close()
+        return rows
 
     def search(self, tenant: str, vectors: np.ndarray, top_k: int) -> list[list[Hit]]:
         """The ``top_k`` nearest subjects (best image per subject) of one tenant for each query vector.

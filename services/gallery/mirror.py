@@ -1,18 +1,27 @@
 """An in-memory mirror of small tenants' vectors, so identify and verify skip the Milvus round trip.
 
 Milvus stays the store and the source of truth: every write goes to it first. Each replica keeps an
-exact copy of the tenants it has served (up to ``max_vectors`` per tenant, ``max_total`` in all, least
-recently used evicted) and answers identify (exact nearest subjects) and verify (the subject's vectors)
-from it. Why: a milvus-lite search costs ~0.2 ms per query at ``limit`` 5 and ~1.1 ms at 40 on this
-machine, more than the tower's forward pass of a small image (bench/stream.py); a (batch × gallery)
-matrix product costs microseconds.
+exact copy of the tenants it has served (up to ``max_vectors`` per tenant, ``max_total`` vectors and
+``max_tenants`` tenants in all, least recently used dropped) and answers identify (exact nearest
+subjects) and verify (the subject's vectors) from it. Why: a milvus-lite search costs ~0.2 ms per query
+at ``limit`` 5 and ~1.1 ms at 40 on this machine, more than the tower's forward pass of a small image
+(bench/stream.py); a (batch × gallery) matrix product costs microseconds.
 
-Coherence across replicas: every write bumps a per-tenant generation counter in Redis after Milvus
-acknowledged it. Each batch reads the generations of its tenants in one round trip and reloads a tenant
-whose generation moved on since it was copied. A replica's own writes update its copy in place when no
-other replica wrote in between, so an enrol-heavy stream does not reload. A reader can lag a writer by
-at most one batch (the write is in Milvus before the generation moves), which is what "at least once,
-effects exactly once" needs: writes are never lost, only seen a batch later.
+Coherence across replicas: a per-tenant generation counter in Redis, read by every batch in one round
+trip; a copy whose generation moved on is reloaded. A write bumps the generation twice:
+
+- **before** it touches Milvus. If that bump fails, nothing was written. If it succeeds, every other
+  replica drops its copy at its next batch, so no single failure later in the write (Milvus, or the
+  second bump) can leave a replica serving what the write removed;
+- **after** Milvus acknowledged it, so a replica that reloaded *during* the write (between the two
+  bumps, possibly before Milvus applied it) reloads once more.
+
+If the write or the second bump fails, the writer drops its own copy, remembers the tenant and bumps it
+again at the start of its next call, and re-raises, so the caller (HTTP client, ingest worker) retries;
+the retry's first bump alone makes every copy current again, even when it finds nothing left to delete.
+A replica's own writes update its copy in place when no other replica wrote in between, so an
+enrol-heavy stream does not reload. A reader lags a writer by at most one batch, which is what "at
+least once, effects exactly once" needs: writes are never lost, only seen a batch later.
 
 Tenants larger than ``max_vectors`` are served by Milvus' own (approximate, indexed) search. A copy is
 also reloaded after ``max_age_s``, a safety net for writes that bypassed the pipeline or a Redis that
@@ -24,19 +33,22 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Protocol, TypeVar
 
 import numpy as np
 import redis
 
-from services.gallery.milvus_gallery import cosine_to_euclidean
+from services.gallery.tenant_copy import TenantCopy
 from services.matching.ports import Enrollment, Gallery, Hit, SubjectKey
 
 #: How old Milvus' count of a tenant too large to copy may be: open-set thresholds move with log N, so a
 #: few seconds of enrolments change them by nothing measurable, and a count query costs tens of ms.
 _COUNT_MAX_AGE_S = 5.0
+_T = TypeVar("_T")
+#: What a write changed in one tenant's copy: rows added, or subjects removed.
+_Change = Callable[[TenantCopy], None]
 
 
 class GalleryStore(Gallery, Protocol):
@@ -59,12 +71,12 @@ class Generations(Protocol):
         ...
 
     def bump(self, tenant: str) -> int:
-        """Advance a tenant's generation after a write; returns the new value."""
+        """Advance a tenant's generation; returns the new value."""
         ...
 
 
 class RedisGenerations:
-    """`Generations` as Redis counters ``twinstream:gallery-gen:<collection>:<tenant>``."""
+    """`Generations` as Redis counters ``twinstream:gallery-gen:<collection>:<tenant>`` (no TTL)."""
 
     def __init__(self, client: redis.Redis, collection: str) -> None:
         self._client = client
@@ -80,91 +92,6 @@ class RedisGenerations:
         return int(self._client.incr(self._prefix + tenant))  # type: ignore[arg-type]
 
 
-@dataclass
-class TenantCopy:
-    """One tenant's vectors; searched as a matrix whose rows are grouped by subject.
-
-    The grouped matrix is rebuilt lazily after a change, so an enrol-only stream never pays for it.
-    """
-
-    generation: int
-    too_large: bool = False  # over ``max_vectors``: no rows held, Milvus answers
-    loaded_at: float = field(default_factory=time.monotonic)
-    ids: list[str] = field(default_factory=list)
-    subjects: list[str] = field(default_factory=list)
-    vectors: list[np.ndarray] = field(default_factory=list)
-    _grouped: _Grouped | None = None
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def add(self, rows: Iterable[tuple[str, str, np.ndarray]]) -> None:
-        for image_id, subject, vector in rows:
-            self.ids.append(image_id)
-            self.subjects.append(subject)
-            self.vectors.append(np.asarray(vector, dtype=np.float32))
-        self._grouped = None
-
-    def remove_subjects(self, subjects: set[str]) -> None:
-        keep = [i for i, s in enumerate(self.subjects) if s not in subjects]
-        self.ids = [self.ids[i] for i in keep]
-        self.subjects = [self.subjects[i] for i in keep]
-        self.vectors = [self.vectors[i] for i in keep]
-        self._grouped = None
-
-    def grouped(self) -> _Grouped:
-        if self._grouped is None:
-            self._grouped = _Grouped.build(self.subjects, self.vectors)
-        return self._grouped
-
-
-@dataclass(frozen=True, slots=True)
-class _Grouped:
-    """Rows sorted by subject: ``matrix[starts[g]:ends[g]]`` are the images of subject ``names[g]``."""
-
-    matrix: np.ndarray
-    names: list[str]
-    starts: np.ndarray
-    rows: dict[str, slice]
-
-    @classmethod
-    def build(cls, subjects: list[str], vectors: list[np.ndarray]) -> _Grouped:
-        order = sorted(range(len(subjects)), key=subjects.__getitem__)
-        names: list[str] = []
-        starts: list[int] = []
-        for row, i in enumerate(order):
-            if not names or subjects[i] != names[-1]:
-                names.append(subjects[i])
-                starts.append(row)
-        ends = [*starts[1:], len(order)] if starts else []
-        matrix = np.stack([vectors[i] for i in order]) if order else np.zeros((0, 0), np.float32)
-        rows = {name: slice(a, b) for name, a, b in zip(names, starts, ends, strict=True)}
-        return cls(matrix, names, np.asarray(starts, dtype=np.int64), rows)
-
-    def search(self, queries: np.ndarray, top_k: int) -> list[list[Hit]]:
-        """Exact: each subject's best cosine over its images, the ``top_k`` best subjects per query."""
-        if not self.names:
-            return [[] for _ in queries]
-        sims = queries @ self.matrix.T  # (queries, images)
-        # (queries, subjects): a subject's best image; with one image per subject the columns already are.
-        best = sims if len(self.names) == len(self.matrix) else np.maximum.reduceat(sims, self.starts, axis=1)
-        k = min(top_k, len(self.names))
-        top = np.argpartition(-best, k - 1, axis=1)[:, :k]
-        # Rank the k per row in one vectorised pass (a Python loop per query was most of this method).
-        order = np.argsort(-np.take_along_axis(best, top, axis=1), axis=1, kind="stable")
-        ranked = np.take_along_axis(top, order, axis=1)
-        distances = cosine_to_euclidean(np.take_along_axis(best, ranked, axis=1)).tolist()
-        names = self.names
-        return [
-            [Hit(names[c], d) for c, d in zip(row, dist, strict=True)]
-            for row, dist in zip(ranked.tolist(), distances, strict=True)
-        ]
-
-    def vectors_of(self, subject: str) -> np.ndarray | None:
-        rows = self.rows.get(subject)
-        return None if rows is None else self.matrix[rows]
-
-
 class MirroredGallery:
     """`Gallery` that writes through to Milvus and reads small tenants from an in-memory copy.
 
@@ -173,6 +100,8 @@ class MirroredGallery:
         generations: Shared per-tenant write counters.
         max_vectors: Largest tenant copied (0 disables the mirror).
         max_total: Most vectors held in all; least recently used tenants are dropped beyond it.
+        max_tenants: Most tenants held (empty ones included: requests naming unknown tenants must not
+            grow a replica without bound); least recently used dropped beyond it.
         max_age_s: A copy older than this is reloaded even if its generation did not move.
     """
 
@@ -183,16 +112,24 @@ class MirroredGallery:
         max_vectors: int = 100_000,
         max_total: int = 1_000_000,
         max_age_s: float = 300.0,
+        max_tenants: int = 10_000,
     ) -> None:
         self._store = store
         self._generations = generations
         self._max_vectors = max_vectors
         self._max_total = max_total
+        self._max_tenants = max(1, max_tenants)
         self._max_age_s = max_age_s
         self._copies: OrderedDict[str, TenantCopy] = OrderedDict()  # least recently used first
+        self._pending: set[str] = set()  # written, but the bump that announces it has not succeeded yet
         self._lock = threading.Lock()  # batches run in worker threads (asyncio.to_thread)
         self._counts: dict[str, tuple[int, float]] = {}  # tenants served by Milvus: (size, when counted)
         self.reloads = 0
+
+    @property
+    def held_tenants(self) -> int:
+        """How many tenants this replica holds a copy (or a too-large marker) of."""
+        return len(self._copies)
 
     # --- reads ----------------------------------------------------------------------------------------
 
@@ -244,51 +181,101 @@ class MirroredGallery:
     # --- writes ---------------------------------------------------------------------------------------
 
     def enroll(self, items: Sequence[Enrollment]) -> list[bool]:
-        fresh = self._store.enroll(items)
+        claimed, fresh = self._written([item.tenant for item in items], lambda: self._store.enroll(items))
         added: dict[str, list[tuple[str, str, np.ndarray]]] = {}
         for item, is_new in zip(items, fresh, strict=True):
             if is_new:
                 added.setdefault(item.tenant, []).append((item.image_id, item.subject, item.vector))
-        with self._lock:
-            for tenant, rows in added.items():
-                copy = self._after_write(tenant)
-                if copy is not None:
-                    copy.add(rows)
-            self._evict()
+        self._announce({t: partial(TenantCopy.add, rows=rows) for t, rows in added.items()}, claimed)
         return fresh
 
     def delete(self, keys: Sequence[SubjectKey]) -> dict[SubjectKey, int]:
-        counts = self._store.delete(keys)
-        by_tenant: dict[str, set[str]] = {}
-        for (tenant, subject), removed in counts.items():
-            if removed:
-                by_tenant.setdefault(tenant, set()).add(subject)
-        with self._lock:
-            for tenant, subjects in by_tenant.items():
-                copy = self._after_write(tenant)
-                if copy is not None:
-                    copy.remove_subjects(subjects)
+        claimed, counts = self._written([tenant for tenant, _ in keys], lambda: self._store.delete(keys))
+        removed: dict[str, set[str]] = {}
+        for (tenant, subject), n in counts.items():
+            if n:
+                removed.setdefault(tenant, set()).add(subject)
+        changes = {t: partial(TenantCopy.remove_subjects, subjects=s) for t, s in removed.items()}
+        self._announce(changes, claimed)
         return counts
 
-    # --- coherence (callers hold the lock) --------------------------------------------------------------
+    # --- coherence ------------------------------------------------------------------------------------
 
-    def _after_write(self, tenant: str) -> TenantCopy | None:
-        """Bump the tenant's generation; keep our copy only if no other replica wrote in between."""
-        generation = self._generations.bump(tenant)
+    def _written(self, tenants: list[str], write: Callable[[], _T]) -> tuple[dict[str, TenantCopy], _T]:
+        """Bump the tenants' generations, then run ``write`` against the store.
+
+        Returns:
+            Our copies that no other replica's write made stale (the ones the write may update in
+            place), and what ``write`` returned.
+
+        Raises:
+            Exception: whatever the bump or the write raised. After a failed bump nothing was written;
+                after a failed write our copies are dropped and the tenants bumped again later.
+        """
+        tenants = list(dict.fromkeys(tenants))
+        claimed: dict[str, TenantCopy] = {}
+        with self._lock:
+            self._bump_pending()
+            for tenant in tenants:
+                if (copy := self._claim(tenant, self._generations.bump(tenant))) is not None:
+                    claimed[tenant] = copy
+        try:
+            return claimed, write()
+        except BaseException:
+            with self._lock:
+                self._mark_dirty(tenants)  # Milvus may hold part of the write
+            raise
+
+    def _claim(self, tenant: str, generation: int) -> TenantCopy | None:
+        """Keep our copy through our own write only if no other replica wrote since we loaded it."""
         copy = self._copies.get(tenant)
-        if copy is not None and copy.too_large:
-            copy.generation = generation  # still served by Milvus; re-measured when it expires
-            return None
-        if copy is not None and copy.generation == generation - 1:
-            copy.generation = generation
+        if copy is not None and (copy.too_large or copy.generation == generation - 1):
+            copy.generation = generation  # readers on our threads keep using it: a batch of lag
             return copy
-        self._copies.pop(tenant, None)  # stale: reload on the next read
+        self._copies.pop(tenant, None)
         return None
+
+    def _announce(self, changes: Mapping[str, _Change], claimed: dict[str, TenantCopy]) -> None:
+        """Bump each changed tenant again; apply the change to our copy if nobody else wrote meanwhile.
+
+        Only the very copy claimed before the write is changed in place: one reloaded during the write
+        may already hold it.
+        """
+        with self._lock:
+            for done, (tenant, change) in enumerate(changes.items()):
+                try:
+                    generation = self._generations.bump(tenant)
+                except BaseException:
+                    self._mark_dirty(list(changes)[done:])
+                    raise
+                copy = self._copies.get(tenant)
+                if copy is not None and copy.too_large:
+                    copy.generation = generation  # still served by Milvus; re-measured when it expires
+                elif copy is not None and copy is claimed.get(tenant) and copy.generation == generation - 1:
+                    change(copy)
+                    copy.generation = generation
+                else:
+                    self._copies.pop(tenant, None)  # stale: reload on the next read
+            self._evict()
+
+    def _mark_dirty(self, tenants: Sequence[str]) -> None:
+        """A write to ``tenants`` may not have been announced: drop our copies, bump them later."""
+        for tenant in tenants:
+            self._copies.pop(tenant, None)
+            self._pending.add(tenant)
+
+    def _bump_pending(self) -> None:
+        """Announce writes whose last bump failed (raises while Redis still fails: reads need it too)."""
+        while self._pending:
+            tenant = next(iter(self._pending))
+            self._generations.bump(tenant)
+            self._pending.discard(tenant)
 
     def _fresh(self, tenants: list[str]) -> dict[str, TenantCopy | None]:
         """Current copies of ``tenants`` (None: served by Milvus), reloading those that moved on."""
         if self._max_vectors <= 0:
             return dict.fromkeys(tenants)
+        self._bump_pending()
         generations = self._generations.current(tenants)
         out: dict[str, TenantCopy | None] = {}
         for tenant in tenants:
@@ -317,6 +304,6 @@ class MirroredGallery:
 
     def _evict(self) -> None:
         total = sum(len(c) for c in self._copies.values())
-        while total > self._max_total and len(self._copies) > 1:
+        while (total > self._max_total or len(self._copies) > self._max_tenants) and len(self._copies) > 1:
             _, dropped = self._copies.popitem(last=False)
             total -= len(dropped)

@@ -35,7 +35,7 @@ def ensure_collection(client: MilvusClient, name: str, dim: int, settings: Milvu
         existing = int(field.get("params", {}).get("dim", dim))
         if existing != dim:
             raise ValueError(f"collection {name} holds {existing}-d vectors, the model makes {dim}-d")
-        client.load_collection(name)
+        client.load_collection(name, timeout=settings.load_timeout_s)
         return
     index = client.prepare_index_params()
     # pymilvus 3.0.2 flattens index params and milvus-lite drops them: nest one level (STACK_NOTES.md).
@@ -45,7 +45,9 @@ def ensure_collection(client: MilvusClient, name: str, dim: int, settings: Milvu
         metric_type=METRIC,
         params={"params": dict(settings.index_params)},
     )
+    # Creating and loading take longer than a data call (minutes for a large gallery): their own timeout.
     client.create_collection(
-        name, schema=_schema(client, dim), index_params=index, consistency_level="Strong"
-    )
-    client.load_collection(name)
+        name, schema=_schema(client, dim), index_params=index, consistency_level="Strong",
+        timeout=settings.load_timeout_s,
+    )  # fmt: skip
+    client.load_collection(name, timeout=settings.load_timeout_s)

@@ -1,8 +1,9 @@
 """One poll's worth of records → results and dead letters: decode, one batched pipeline call, merge.
 
 Pure of Kafka clients: it takes decoded `KafkaRecord`s and a `MatchPipeline` and returns what must be
-published. Exceptions from the pipeline propagate (a dependency is down: the caller retries); refusals,
-whether found here or returned by the pipeline as ``REJECTED`` results, become dead letters.
+published. Exceptions from the pipeline propagate (the worker tells an outage from a poison record);
+refusals, whether found here or returned by the pipeline as ``REJECTED`` results, become dead letters,
+and so does a record the pipeline cannot process at all (`failed_outcome`).
 
 With a `PreparingPipeline` (the Serve app) the images are decoded and resized here, for the spec the
 pipeline names, and only the compact pixels cross to Serve (`twinstream.images.prepared`): an image that does
@@ -22,7 +23,7 @@ from twinstream.codec import (
     decode_record,
 )
 from twinstream.config import LimitsSettings
-from twinstream.contracts import Decision, ImageRequest, InputError, MatchResult, RejectReason
+from twinstream.contracts import Decision, ImageRequest, InputError, MatchResult, Rejection, RejectReason
 from twinstream.images.prepared import prepare
 from twinstream.ports import MatchPipeline, PreparingPipeline
 from twinstream.tenant_topics import TopicTenancy
@@ -68,7 +69,7 @@ def run_batch(
         tenancy: The topic binding when tenants are bound to topics (a record's tenant is its topic's).
 
     Raises:
-        Exception: Whatever the pipeline raises (the caller treats it as a dependency failure).
+        Exception: Whatever the pipeline raises (the caller classifies it: outage or poison record).
         PipelineContractError: If the pipeline returns the wrong number of results.
     """
     decoded = [decode_record(record, limits, tenancy) for record in records]
@@ -138,3 +139,34 @@ def _is_dead_letter(result: MatchResult) -> bool:
         and result.error_reason is not None
         and result.error_reason not in NOT_DEAD_LETTER_REASONS
     )
+
+
+def merge_outcomes(parts: Sequence[BatchOutcome]) -> BatchOutcome:
+    """The outcome of consecutive sub-batches, in their order (a batch split to isolate a poison record)."""
+    return BatchOutcome(
+        tuple(r for part in parts for r in part.results),
+        tuple(d for part in parts for d in part.dead_letters),
+        tuple(r for part in parts for r in part.refused_here),
+    )
+
+
+def failed_outcome(
+    record: KafkaRecord, detail: str, limits: LimitsSettings, *, worker: str, now_ms: int
+) -> BatchOutcome:
+    """A record the pipeline could not process although its dependencies answered: ``processing-failed``.
+
+    It is answered with a REJECTED result (made here, so the worker stores it) and dead-lettered, and its
+    partition moves on. The request's context (id, op, tenant, subject) comes from decoding the record.
+    """
+    decoded = decode_record(record, limits)
+    rejection = Rejection(RejectReason.PROCESSING_FAILED, detail)
+    result = MatchResult.rejected(
+        decoded.request_id,
+        rejection,
+        op=decoded.op,
+        tenant=decoded.tenant,
+        subject=decoded.subject,
+        source=record.source,
+    )
+    info = DeadLetterInfo(decoded.request_id, rejection.reason, detail, record.source, now_ms, worker)
+    return BatchOutcome((result,), (DeadLetter(record, info),), (result,))

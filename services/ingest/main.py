@@ -16,14 +16,16 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-import redis
 from prometheus_client import CollectorRegistry
 
 from services.ingest.clients import build_consumer
+from services.ingest.failures import AllDependencies, DependencyProbe
 from services.ingest.observer import WorkerObserver
+from services.ingest.probes import RedisPing, TcpReachable
 from services.ingest.serve_pipeline import ServePipeline
 from services.ingest.worker import IngestWorker
 from services.results.kafka_publisher import KafkaResultPublisher, build_producer
+from services.results.redis_client import redis_client
 from services.results.store import RedisResultStore
 from twinstream.config import Settings, load_settings
 from twinstream.metrics import INGEST_JOB, IngestMetrics, start_endpoint
@@ -43,16 +45,27 @@ def build_worker(
     index: int = 0,
     observer: WorkerObserver | None = None,
     with_result_store: bool = True,
+    probes: tuple[DependencyProbe, ...] = (),
 ) -> IngestWorker:
-    """Wire one worker: group consumer, results/DLQ producer, Redis result store and the pipeline."""
+    """Wire one worker: group consumer, results/DLQ producer, Redis result store and the pipeline.
+
+    The worker's dependency probe asks the pipeline (when it is a probe itself), the result store's
+    Redis, and ``probes`` (dependencies only the pipeline reaches, such as Milvus behind Serve).
+    """
     name = worker_name(index)
     consumer = build_consumer(settings.kafka, settings.ingest, client_id=name)
     producer = build_producer(settings.kafka, client_id=name)
     publisher = KafkaResultPublisher.from_settings(settings.kafka, producer)
+    checks = [*probes, *([pipeline] if isinstance(pipeline, DependencyProbe) else [])]
     sink = None
     if with_result_store:
-        sink = RedisResultStore(redis.Redis.from_url(settings.redis.url), settings.redis.result_ttl_s)
-    return IngestWorker(consumer, publisher, pipeline, settings, sink=sink, observer=observer, name=name)
+        client = redis_client(settings.redis)
+        sink = RedisResultStore(client, settings.redis.result_ttl_s)
+        checks.append(RedisPing(client))
+    return IngestWorker(
+        consumer, publisher, pipeline, settings, sink=sink, observer=observer,
+        probe=AllDependencies(checks), name=name,
+    )  # fmt: skip
 
 
 def load_factory(spec: str) -> PipelineFactory:
@@ -73,7 +86,11 @@ def run_worker(settings: Settings, index: int, pipeline_factory: str | None = No
         registry, settings.metrics.ingest_base_port + index, state_dir=settings.paths.state_dir,
         job=INGEST_JOB, name=f"{settings.ingest.group_id}-{index}", host=settings.metrics.host,
     )  # fmt: skip
-    worker = build_worker(settings, pipeline, index=index, observer=IngestMetrics.create(registry))
+    # Milvus sits behind Serve, whose errors may not name it (the result store's probe covers Redis).
+    behind_serve = (TcpReachable(settings.milvus.uri),) if serve_pipeline else ()
+    worker = build_worker(
+        settings, pipeline, index=index, observer=IngestMetrics.create(registry), probes=behind_serve
+    )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.request_stop())
     try:

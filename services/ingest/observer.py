@@ -11,6 +11,7 @@ from typing import Protocol, runtime_checkable
 from twinstream.contracts import Decision, Op, RejectReason
 
 
+@runtime_checkable
 class WorkerObserver(Protocol):
     """Callbacks an ingest worker makes as it works; implementations must be cheap and never raise."""
 

@@ -1,17 +1,36 @@
-"""Read `MatchResult`s back from the results topic: everything so far, or follow new ones."""
+"""Read `MatchResult`s back from the results topic: everything so far, or follow new ones.
+
+Any client can write to the results topic, so a record that is not a result is skipped and reported
+(`SkippedRecord`), never allowed to end the read.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
+from typing import Any
 
+from google.protobuf.message import DecodeError
 from kafka import KafkaConsumer, TopicPartition
 
 from services.kafka_clients import new_consumer
 from twinstream.codec import decode_result
 from twinstream.config import KafkaSettings
 from twinstream.contracts import MatchResult
+
+log = logging.getLogger(__name__)
+#: What `decode_result` raises on bytes that are not a result: bad JSON or protobuf (``ValueError``,
+#: ``DecodeError``), a document of another shape (``KeyError``, ``TypeError``, ``AttributeError``).
+#: tests/unit/test_results_reader.py fuzzes `decode_result` to keep this list complete.
+UNDECODABLE_RESULT_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    DecodeError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +41,25 @@ class ResultRecord:
     partition: int
     offset: int
     timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedRecord:
+    """A record on the results topic that is not a result, and why it could not be read."""
+
+    partition: int
+    offset: int
+    reason: str
+
+
+def log_skipped(record: SkippedRecord) -> None:
+    """The default report of a skipped record: a warning in the log."""
+    log.warning(
+        "skipped an undecodable record at partition %d offset %d: %s",
+        record.partition,
+        record.offset,
+        record.reason,
+    )
 
 
 def build_reader(kafka: KafkaSettings) -> KafkaConsumer:
@@ -37,6 +75,7 @@ def read_results(
     request_ids: Collection[str] = (),
     stop: threading.Event | None = None,
     poll_ms: int = 500,
+    on_skipped: Callable[[SkippedRecord], None] = log_skipped,
 ) -> Iterator[ResultRecord]:
     """Yield results from the beginning of ``topic``; stop at the current end unless ``follow``.
 
@@ -46,6 +85,8 @@ def read_results(
         follow: Keep waiting for new results until ``stop`` is set.
         request_ids: Only these request ids (all when empty).
         stop: Ends a follow.
+        poll_ms: Longest wait of one poll.
+        on_skipped: Told about every record that is not a result (it is skipped).
     """
     stop = stop or threading.Event()
     tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
@@ -58,8 +99,17 @@ def read_results(
             return
         for messages in consumer.poll(timeout_ms=poll_ms).values():
             for message in messages:
-                if message.value is None:
-                    continue
-                result = decode_result(message.value, message.headers or ())
-                if not wanted or result.request_id in wanted:
+                result = _decoded(message, on_skipped)
+                if result is not None and (not wanted or result.request_id in wanted):
                     yield ResultRecord(result, message.partition, message.offset, int(message.timestamp or 0))
+
+
+def _decoded(message: Any, on_skipped: Callable[[SkippedRecord], None]) -> MatchResult | None:
+    """The result a consumed record holds, or None (a tombstone, or reported to ``on_skipped``)."""
+    if message.value is None:
+        return None
+    try:
+        return decode_result(message.value, message.headers or ())
+    except UNDECODABLE_RESULT_ERRORS as exc:
+        on_skipped(SkippedRecord(message.partition, message.offset, f"{type(exc).__name__}: {exc}"[:200]))
+        return None

@@ -89,10 +89,18 @@ class ServePipeline:
             self._spec = self._call("input_spec")
         return self._spec
 
-    def _call(self, method: str, *args: Any) -> Any:
+    def dependencies_healthy(self, timeout_s: float = 5.0) -> bool:
+        """Whether the Serve app answers a cheap call (`services.ingest.failures.DependencyProbe`)."""
+        try:
+            self._call("input_spec", timeout_s=timeout_s)
+        except Exception:  # any failure to answer is the answer
+            return False
+        return True
+
+    def _call(self, method: str, *args: Any, timeout_s: float | None = None) -> Any:
         handle = self._connect()
         try:
-            return getattr(handle, method).remote(*args).result(timeout_s=self._timeout_s)
+            return getattr(handle, method).remote(*args).result(timeout_s=timeout_s or self._timeout_s)
         except Exception:
             self._handle, self._spec = None, None  # look the app and its model up again next time
             raise

@@ -4,6 +4,11 @@ At least once: offsets are committed only after the results, the dead letters an
 writes are acknowledged. A failing dependency (Serve, Milvus, Kafka, Redis) is retried with back-off and
 never turns a healthy record into a dead letter; a stop request during a retry abandons the batch
 uncommitted, so another worker replays it (effects are idempotent downstream).
+
+A batch that fails while its dependencies answer (`services.ingest.failures`) is retried
+``ingest.max_record_attempts`` times, then split in halves until the records that fail are alone; each
+is answered REJECTED ``processing-failed`` and dead-lettered, its neighbours are answered as usual, and
+the partition moves on.
 """
 
 from __future__ import annotations
@@ -17,21 +22,27 @@ from typing import Any, TypeVar
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
 
-from services.ingest.batch import BatchOutcome, run_batch
+from services.ingest.batch import BatchOutcome, failed_outcome, merge_outcomes, run_batch
+from services.ingest.failures import DependencyProbe, FailureKind, classify
 from services.ingest.observer import NullObserver, StageObserver, WorkerObserver
-from services.ingest.retry import Backoff, StopRequestedError, retry_until_stopped
+from services.ingest.retry import (
+    Backoff,
+    RecordFailedError,
+    StopRequestedError,
+    retry_classified,
+    retry_until_stopped,
+)
 from services.results.kafka_publisher import ResultPublisher
 from twinstream.codec import KafkaRecord
 from twinstream.config import Settings
+from twinstream.contracts import MatchResult
 from twinstream.ports import MatchPipeline, ResultSink, stores_results
 from twinstream.tenant_topics import TopicTenancy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-#: Whatever the pipeline or the result store raise when they are down: Ray, gRPC, Milvus and Redis each
-#: have their own exception trees, so at this dependency boundary any Exception means "retry later".
-DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (Exception,)
 _LAG_EVERY_S = 2.0
+_MAX_DETAIL = 300
 
 
 def to_record(message: Any) -> KafkaRecord:
@@ -71,6 +82,7 @@ class IngestWorker:
         *,
         sink: ResultSink | None = None,
         observer: WorkerObserver | None = None,
+        probe: DependencyProbe | None = None,
         name: str = "ingest-0",
     ) -> None:
         self._consumer = consumer
@@ -79,6 +91,7 @@ class IngestWorker:
         self._settings = settings
         self._sink = sink
         self._observer = observer or NullObserver()
+        self._probe = probe
         self.name = name
         self._stop = threading.Event()
         self._backoff = Backoff(settings.ingest.retry_initial_s, settings.ingest.retry_max_s)
@@ -135,16 +148,17 @@ class IngestWorker:
         return len(records)
 
     def _handle(self, records: Sequence[KafkaRecord]) -> None:
-        outcome: BatchOutcome = self._retry("pipeline", DEPENDENCY_ERRORS, lambda: self._run_batch(records))
+        started = time.monotonic()
+        outcome = self._isolating(records, self._settings.ingest.max_record_attempts)
+        self._stage_done("pipeline", started)
         self._retry(
             "publish", (KafkaError,), lambda: self._publisher.publish(outcome.results, outcome.dead_letters)
         )
         if self._sink is not None:
-            sink = self._sink
             # The Serve pipeline already stored what it answered: write each result once.
             stored = outcome.refused_here if stores_results(self._pipeline) else outcome.results
             if stored:
-                self._retry("sink", DEPENDENCY_ERRORS, lambda: sink.put_many(stored))
+                self._store(self._sink, stored)
         self._retry("commit", (KafkaError,), lambda: self._commit(_next_offsets(records)))
         acked = time.time()
         for record in records:
@@ -154,6 +168,63 @@ class IngestWorker:
             self._observer.on_result(result.op, result.decision)
         for dead in outcome.dead_letters:
             self._observer.on_dlq(dead.info.reason)
+
+    def _isolating(self, records: Sequence[KafkaRecord], attempts: int) -> BatchOutcome:
+        """The batch's outcome; records that fail with their dependencies up are split off and dead-lettered.
+
+        A failing batch is halved until the failing records are alone: healthy neighbours are answered
+        and a lone failing record gets ``processing-failed``. Sub-batches get one attempt (the whole
+        batch already failed ``attempts`` times), a lone record ``max_record_attempts`` again.
+        """
+        try:
+            return self._classified("pipeline", attempts, lambda: self._run_batch(records))
+        except RecordFailedError as failed:
+            if len(records) == 1:
+                return self._dead_letter(records[0], failed)
+            half = len(records) // 2
+            log.warning("%s: isolating failing records in a batch of %d", self.name, len(records))
+            parts = (records[:half], records[half:])
+            lone = self._settings.ingest.max_record_attempts
+            return merge_outcomes([self._isolating(part, lone if len(part) == 1 else 1) for part in parts])
+
+    def _dead_letter(self, record: KafkaRecord, failed: RecordFailedError) -> BatchOutcome:
+        cause = failed.cause
+        detail = f"{type(cause).__name__}: {cause}"[:_MAX_DETAIL]
+        log.error("%s: %s cannot be processed (%s); dead-lettering it", self.name, record.source, detail)
+        return failed_outcome(
+            record, detail, self._settings.limits, worker=self.name, now_ms=int(time.time() * 1000)
+        )
+
+    def _store(self, sink: ResultSink, results: Sequence[MatchResult]) -> None:
+        """Write to the result store; an outage is waited out, a write that keeps failing is skipped."""
+        started = time.monotonic()
+        try:
+            attempts = self._settings.ingest.max_record_attempts
+            self._classified("sink", attempts, lambda: sink.put_many(results))
+        except RecordFailedError as failed:
+            # The results are published already: a missing store copy is better than a blocked partition.
+            log.error("%s: %d results not stored: %s", self.name, len(results), failed)
+        self._stage_done("sink", started)
+
+    def _classified(self, stage: str, attempts: int, action: Callable[[], T]) -> T:
+        return retry_classified(
+            action,
+            classify=lambda exc: classify(exc, self._probe),
+            max_record_attempts=attempts,
+            backoff=self._backoff,
+            stop=self._stop,
+            on_retry=lambda kind: self._on_retry(stage, kind),
+            what=f"{self.name} {stage}",
+        )
+
+    def _on_retry(self, stage: str, kind: FailureKind) -> None:
+        # The retries metric counts dependency outages; record failures show as dead letters instead.
+        if kind is FailureKind.OUTAGE:
+            self._observer.on_retry(stage)
+
+    def _stage_done(self, stage: str, started: float) -> None:
+        if isinstance(self._observer, StageObserver):
+            self._observer.on_stage(stage, time.monotonic() - started)
 
     def _run_batch(self, records: Sequence[KafkaRecord]) -> BatchOutcome:
         return run_batch(
@@ -175,8 +246,7 @@ class IngestWorker:
             on_retry=lambda: self._observer.on_retry(stage),
             what=f"{self.name} {stage}",
         )
-        if isinstance(self._observer, StageObserver):
-            self._observer.on_stage(stage, time.monotonic() - started)
+        self._stage_done(stage, started)
         return out
 
     def _commit(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:

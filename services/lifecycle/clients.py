@@ -15,7 +15,7 @@ import redis
 from kafka import KafkaAdminClient, KafkaConsumer
 from pymilvus import MilvusClient
 
-from services.gallery.client import connect as connect_milvus
+from services.gallery.client import connect_with
 from services.lifecycle.enrolment_log import (
     EnrolmentLogReader,
     KafkaEnrolmentLog,
@@ -24,6 +24,7 @@ from services.lifecycle.enrolment_log import (
 )
 from services.lifecycle.offsets import LogOffsets, build_admin
 from services.lifecycle.registry import ModelRegistry, RegistryKeys
+from services.results.redis_client import redis_client
 from twinstream.config import Settings
 
 
@@ -69,8 +70,8 @@ def lifecycle_clients(settings: Settings) -> Iterator[LifecycleClients]:
     """Build every client from ``settings``; close them on exit."""
     clients = LifecycleClients(
         settings,
-        redis.Redis.from_url(settings.redis.url),
-        connect_milvus(settings.milvus.uri, settings.milvus.token),
+        redis_client(settings.redis),
+        connect_with(settings.milvus),
         build_admin(settings.kafka),
         build_log_consumer(settings.kafka, client_id="twinstream-lifecycle"),
     )

@@ -24,13 +24,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import redis
 from pymilvus import MilvusClient
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from services.embedder.model import TowerEmbedder
-from services.gallery.client import connect as connect_milvus
+from services.gallery.client import connect_with
 from services.gallery.milvus_gallery import MilvusGallery
 from services.gallery.mirror import RedisGenerations
 from services.gallery.names import collection_name
@@ -39,6 +38,7 @@ from services.lifecycle.enrolment_log import EnrolmentLogReader, build_log_consu
 from services.lifecycle.offsets import LogOffsets, build_admin, reindex_group
 from services.lifecycle.registry import ModelRegistry, RegistryKeys
 from services.lifecycle.replay import BatchDone, Reindexer, ReindexReport
+from services.results.redis_client import redis_client
 from twinstream.config import Settings, load_settings
 from twinstream.images.prepared import FaceFinder
 from twinstream.images.preprocess import Preprocessing
@@ -75,8 +75,8 @@ def reindex_session(
         raise ValueError(f"{manifest.version} cuts face chips: its re-index needs the face finder (faces=)")
     collection = collection_name(settings.milvus.collection_prefix, manifest.version)
     group = reindex_group(settings, manifest.version)
-    rds = redis.Redis.from_url(settings.redis.url)
-    milvus = connect_milvus(settings.milvus.uri, settings.milvus.token)
+    rds = redis_client(settings.redis)
+    milvus = connect_with(settings.milvus)
     registry = ModelRegistry(rds, RegistryKeys.for_settings(settings))
     consumer = build_log_consumer(settings.kafka, group_id=group, client_id=f"reindex-{manifest.version}")
     try:

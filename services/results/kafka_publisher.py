@@ -6,6 +6,11 @@ With tenants bound to topics each result goes to its tenant's own results topic
 `publish` returns only when the broker has acknowledged every record (``acks=all``, idempotent
 producer), so the worker may commit its offsets afterwards; any failure raises ``KafkaError`` and the
 worker retries the batch (a replay republishes identical results under the same keys).
+
+A DLQ copy is cut to fit the topic's size limit (`DeadLetter.fitted`): a record just under the limit
+plus the dead-letter headers would be refused by the broker on every retry and block its partition.
+Should the broker still refuse one as too large (a DLQ topic configured below ``max_message_bytes``),
+a copy without the value is sent instead.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError, RecordListTooLargeError
 
 from services.kafka_clients import new_producer
 from services.results.partitioner import partitions_for_keys
@@ -25,6 +30,8 @@ from twinstream.tenant_topics import TopicTenancy
 
 #: Room for headers and record framing on top of the largest value we copy to the DLQ.
 _REQUEST_HEADROOM = 64 * 1024
+#: What the broker answers when a record (batch) is over the topic's max.message.bytes.
+_TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 
 class ResultPublisher(Protocol):
@@ -43,7 +50,8 @@ def build_producer(kafka: KafkaSettings, *, client_id: str = "twinstream-results
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
-        batch_size=kafka.producer_batch_bytes,
+        # A batch must fit the topic's limit too (records are only cut to fit one at a time).
+        batch_size=min(kafka.producer_batch_bytes, kafka.max_message_bytes),
         max_request_size=kafka.max_message_bytes + _REQUEST_HEADROOM,
     )
 
@@ -60,6 +68,7 @@ class KafkaResultPublisher:
         results_format: Literal["json", "protobuf"] = "json",
         ack_timeout_s: float = 60.0,
         tenancy: TopicTenancy | None = None,
+        dlq_max_bytes: int = 25 * 1024 * 1024,
     ) -> None:
         self._producer = producer
         self._results_topic = results_topic
@@ -67,6 +76,7 @@ class KafkaResultPublisher:
         self._format = results_format
         self._ack_timeout_s = ack_timeout_s
         self._tenancy = tenancy
+        self._dlq_max_bytes = dlq_max_bytes
 
     @classmethod
     def from_settings(cls, kafka: KafkaSettings, producer: KafkaProducer) -> KafkaResultPublisher:
@@ -76,6 +86,7 @@ class KafkaResultPublisher:
             dlq_topic=kafka.dlq_topic,
             results_format=kafka.results_format,
             tenancy=TopicTenancy.from_settings(kafka),
+            dlq_max_bytes=kafka.max_message_bytes,
         )
 
     def publish(self, results: Sequence[MatchResult], dead_letters: Sequence[DeadLetter]) -> None:
@@ -84,21 +95,29 @@ class KafkaResultPublisher:
         Raises:
             KafkaError: If a send failed or timed out (nothing may be committed then).
         """
-        futures: list[Any] = [self._send_dead_letter(dead) for dead in dead_letters]
+        dlq = [(dead, self._send_dead_letter(dead, self._dlq_max_bytes)) for dead in dead_letters]
+        futures = self._send_results(results)
+        self._producer.flush(timeout=self._ack_timeout_s)
+        # A copy the broker still refuses as too large (its DLQ topic allows less than max_message_bytes)
+        # goes again without its value: the headers still say what it was and where to find it.
+        copies = [self._send_dead_letter(dead, 0) if _too_large(sent) else sent for dead, sent in dlq]
+        if any(_too_large(sent) for _, sent in dlq):
+            self._producer.flush(timeout=self._ack_timeout_s)
+        for future in [*copies, *futures]:
+            if not future.is_done:
+                raise KafkaTimeoutError(f"no acknowledgement within {self._ack_timeout_s}s")
+            future.get(timeout=0)  # raises the send's KafkaError, if any
+
+    def _send_results(self, results: Sequence[MatchResult]) -> list[Any]:
         values, content_type = encode_results(results, self._format)
         headers = [(H_CONTENT_TYPE, content_type.encode())]
         keys = [result.request_id.encode("utf-8") for result in results]
         topics = self._topics(results)
         partitions = self._partitions(keys, topics)
-        for key, value, topic, partition in zip(keys, values, topics, partitions, strict=True):
-            futures.append(
-                self._producer.send(topic, key=key, value=value, headers=headers, partition=partition)
-            )
-        self._producer.flush(timeout=self._ack_timeout_s)
-        for future in futures:
-            if not future.is_done:
-                raise KafkaTimeoutError(f"no acknowledgement within {self._ack_timeout_s}s")
-            future.get(timeout=0)  # raises the send's KafkaError, if any
+        return [
+            self._producer.send(topic, key=key, value=value, headers=headers, partition=partition)
+            for key, value, topic, partition in zip(keys, values, topics, partitions, strict=True)
+        ]
 
     def _topics(self, results: Sequence[MatchResult]) -> list[str]:
         """Each result's topic: the shared one, or its tenant's when tenants are bound to topics."""
@@ -118,14 +137,16 @@ class KafkaResultPublisher:
                 partitions[row] = partition
         return partitions
 
-    def _send_dead_letter(self, dead: DeadLetter) -> Any:
-        key = dead.record.key or dead.info.request_id.encode("utf-8")
-        return self._producer.send(
-            self._dlq_topic, key=key, value=dead.record.value, headers=dead.kafka_headers()
-        )
+    def _send_dead_letter(self, dead: DeadLetter, max_bytes: int) -> Any:
+        copy = dead.fitted(max_bytes)
+        return self._producer.send(self._dlq_topic, key=copy.key, value=copy.value, headers=copy.headers)
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._producer.close(timeout=timeout_s)
+
+
+def _too_large(future: Any) -> bool:
+    return bool(future.is_done and isinstance(future.exception, _TOO_LARGE))
 
 
 __all__ = ["KafkaError", "KafkaResultPublisher", "ResultPublisher", "build_producer"]

@@ -7,13 +7,13 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.support.waiting import wait_until
 from training.config import LossKind, MinerKind, TrainConfig
 from training.datasets import load_dataset
 from training.driver import train_with_ray
@@ -90,7 +90,8 @@ def test_ray_job_submit_trains_and_prints_the_artifact_path(ray_dashboard_url: s
         "--storage", str(tmp_path / "ray"),
     ]  # fmt: skip
     env = {**os.environ, "RAY_AUTH_MODE": "token"}  # Ray 2.60's job client needs it (STACK_NOTES)
-    for _attempt in range(4):
+
+    def submitted() -> subprocess.CompletedProcess[str] | None:
         done = subprocess.run(
             [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", ray_dashboard_url,
              "--runtime-env-json", json.dumps(runtime_env), "--", *entrypoint],
@@ -98,9 +99,9 @@ def test_ray_job_submit_trains_and_prints_the_artifact_path(ray_dashboard_url: s
         )  # fmt: skip
         # Ray's job head answers 500 "No available agent to submit job, please try again later" until
         # the node's dashboard agent has registered (seen once in CI on a loaded machine): retry as asked.
-        if done.returncode == 0 or "No available agent" not in done.stdout + done.stderr:
-            break
-        time.sleep(5)
+        return None if "No available agent" in done.stdout + done.stderr else done
+
+    done = wait_until(submitted, 60, "Ray's dashboard agent to accept the job", interval_s=2)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     match = re.search(r"artifact: (\S+)", done.stdout)
     assert match, done.stdout[-3000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import subprocess
 import threading
@@ -10,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from kafka import KafkaConsumer, KafkaProducer
@@ -20,6 +22,7 @@ from cli.stack.kafka_admin import ensure_topics
 from services.ingest.main import build_worker
 from services.ingest.results_reader import build_reader, read_results
 from services.ingest.supervisor import worker_command
+from tests.support.waiting import WaitTimeoutError, wait_until
 from twinstream.codec import DeadLetterInfo, read_dead_letter
 from twinstream.config import Settings, write_settings_file
 from twinstream.contracts import MatchResult
@@ -76,27 +79,35 @@ def collect_results(settings: Settings, expected: int, timeout_s: float = 60.0) 
     request id), with kafka-python's own murmur2 as the reference: the publisher computes partitions
     itself, for a whole batch at once.
     """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        consumer = build_reader(settings.kafka)
-        try:
-            records = list(read_results(consumer, settings.kafka.results_topic))
-            count = len(consumer.partitions_for_topic(settings.kafka.results_topic) or ())
-        finally:
-            consumer.close()
-        misplaced = [
-            (r.result.request_id, r.partition)
-            for r in records
-            if r.partition != (murmur2(r.result.request_id.encode()) & 0x7FFFFFFF) % count
-        ]
-        assert not misplaced, f"results outside their key's partition: {misplaced[:5]}"
-        found = [r.result for r in records]
-        if len(found) >= expected or time.monotonic() > deadline:
-            return found
-        time.sleep(0.5)
+    found: list[MatchResult] = []
+
+    def enough() -> bool:
+        found[:] = _read_all_results(settings)
+        return len(found) >= expected
+
+    with contextlib.suppress(WaitTimeoutError):  # fewer than expected: the caller's assertion says so
+        wait_until(enough, timeout_s, f"{expected} results", interval_s=0.5)
+    return found
 
 
-def collect_dead_letters(settings: Settings) -> list[tuple[bytes | None, DeadLetterInfo]]:
+def _read_all_results(settings: Settings) -> list[MatchResult]:
+    consumer = build_reader(settings.kafka)
+    try:
+        records = list(read_results(consumer, settings.kafka.results_topic))
+        count = len(consumer.partitions_for_topic(settings.kafka.results_topic) or ())
+    finally:
+        consumer.close()
+    misplaced = [
+        (r.result.request_id, r.partition)
+        for r in records
+        if r.partition != (murmur2(r.result.request_id.encode()) & 0x7FFFFFFF) % count
+    ]
+    assert not misplaced, f"results outside their key's partition: {misplaced[:5]}"
+    return [r.result for r in records]
+
+
+def dead_letter_records(settings: Settings) -> list[Any]:
+    """Every record on the DLQ topic (kafka-python ``ConsumerRecord``s: value, key, headers)."""
     consumer = KafkaConsumer(
         settings.kafka.dlq_topic,
         bootstrap_servers=settings.kafka.bootstrap,
@@ -106,9 +117,13 @@ def collect_dead_letters(settings: Settings) -> list[tuple[bytes | None, DeadLet
         max_partition_fetch_bytes=32 * 1024 * 1024,
     )
     try:
-        return [(m.value, read_dead_letter(m.headers)) for m in consumer]
+        return list(consumer)
     finally:
         consumer.close()
+
+
+def collect_dead_letters(settings: Settings) -> list[tuple[bytes | None, DeadLetterInfo]]:
+    return [(m.value, read_dead_letter(m.headers)) for m in dead_letter_records(settings)]
 
 
 @contextmanager

@@ -5,6 +5,7 @@ dashboard evaluated against the stack's Prometheus. A renamed metric or a broken
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import random
@@ -29,14 +30,21 @@ from tests.support.streams import (
     start_worker_process,
     stream_settings,
 )
+from tests.support.waiting import WaitTimeoutError, wait_until
 from twinstream.config import Settings
+from twinstream.metrics.scraped import scraped_value
 
 pytestmark = [pytest.mark.system, pytest.mark.slow, pytest.mark.timeout(900)]
 SUBJECTS = 10
 ENROLL_PER_SUBJECT = 3
-WAVES, WAVE_GAP_S = 12, 5.0
+#: Traffic goes in waves, each one seen by Prometheus (from both exporters) before the next is sent:
+#: a rate needs two scrapes that differ, as it would under real, continuous traffic.
+WAVES = 4
+#: Longest wait for Prometheus to show one wave: Ray exports every ~10 s and is scraped every 15 s.
+WAVE_SEEN_S = 90.0
 #: Every panel must show data within this long after the last result (Ray exports every ~10 s).
 SETTLE_S = 150.0
+EPOCHS = 20
 
 
 def digit_pngs() -> tuple[list[bytes], np.ndarray]:
@@ -68,7 +76,7 @@ class TrainingThread(threading.Thread):
 
         cfg = TrainConfig(
             dataset="digits", data_dir=str(self._settings.datasets_dir), loss=LossKind.TRIPLET,
-            miner=MinerKind.NONE, epochs=20, seed=0, threads=1, embedding_dim=32,
+            miner=MinerKind.NONE, epochs=EPOCHS, seed=0, threads=1, embedding_dim=32,
         )  # fmt: skip
         try:
             export = MetricsExport.from_settings(self._settings)
@@ -81,11 +89,35 @@ def send(producer: KafkaProducer, topic: str, value: bytes, **headers: str) -> N
     producer.send(topic, value=value, headers=[(k.replace("_", "-"), v.encode()) for k, v in headers.items()])
 
 
-def publish_workload(settings: Settings, tenant: str) -> int:
+class Scrapes:
+    """What Prometheus has scraped of this test's traffic: the worker's records, the Serve app's decisions."""
+
+    def __init__(self, prometheus_url: str, worker_instance: str) -> None:
+        self._url = prometheus_url
+        self._ingested = f'sum(twinstream_ingest_messages_total{{instance_name="{worker_instance}"}})'
+
+    def ingested(self) -> float:
+        return scraped_value(self._url, self._ingested) or 0.0
+
+    def decided(self) -> float:
+        return scraped_value(self._url, "sum(twinstream_decisions_total)") or 0.0
+
+    def wait_for(self, records: int, decisions_above: float, what: str) -> float:
+        """Wait until Prometheus shows ``records`` ingested and more than ``decisions_above`` decisions."""
+        wait_until(
+            lambda: self.ingested() >= records and self.decided() > decisions_above, WAVE_SEEN_S,
+            f"Prometheus to scrape {what}", interval_s=1.0,
+            describe=lambda: f"{self.ingested():.0f} of {records} records ingested, "
+            f"{self.decided():.0f} decisions (before: {decisions_above:.0f})",
+        )  # fmt: skip
+        return self.decided()
+
+
+def publish_workload(settings: Settings, tenant: str, scrapes: Scrapes) -> int:
     """Enrol 10 digits, then re-enrol, identify, verify, poison and delete in waves; returns records sent.
 
-    Waves keep traffic flowing for about a minute: Ray exports Serve metrics every ~10 s and a rate needs
-    two exports that differ, as it would under real, continuous traffic.
+    Each wave is sent once Prometheus has scraped the one before from both the worker and Ray's export
+    (no fixed gaps: as fast as the scrapes allow on any machine).
     """
     pngs, labels = digit_pngs()
     topic = settings.kafka.images_topic
@@ -96,6 +128,8 @@ def publish_workload(settings: Settings, tenant: str) -> int:
         send(producer, topic, pngs[i], op="enroll", subject=f"d{labels[i]}", tenant=tenant)
     producer.flush()
     collect_results(settings, len(enrol), timeout_s=180)  # identify against a filled gallery
+    decided = scrapes.wait_for(len(enrol), 0, "the enrolments")
+    sent = len(enrol)
     later: list[tuple[bytes, dict[str, str]]] = [
         (pngs[i], {"op": "enroll", "subject": f"d{labels[i]}"})
         for i in enrol  # DUPLICATE, cache hits
@@ -111,9 +145,10 @@ def publish_workload(settings: Settings, tenant: str) -> int:
         for value, headers in later[wave::WAVES]:
             send(producer, topic, value, tenant=tenant, **headers)
         producer.flush()
-        time.sleep(WAVE_GAP_S)
+        sent += len(later[wave::WAVES])
+        decided = scrapes.wait_for(sent, decided, f"wave {wave + 1} of {WAVES}")
     producer.close()
-    return len(enrol) + len(later)
+    return sent
 
 
 def evaluate(client: httpx.Client, query: PanelQuery, start: float, end: float) -> str:
@@ -135,17 +170,20 @@ def evaluate(client: httpx.Client, query: PanelQuery, start: float, end: float) 
     return ""
 
 
-def wait_for_panels(prometheus_url: str, start: float, deadline: float) -> dict[str, str]:
-    """Re-evaluate failing panel queries until all show data or the deadline passes; returns failures."""
+def wait_for_panels(prometheus_url: str, start: float, timeout_s: float) -> dict[str, str]:
+    """Re-evaluate failing panel queries until all show data or ``timeout_s`` passes; returns failures."""
     pending = {q.label: q for q in queries()}
     failures: dict[str, str] = {}
     with httpx.Client(base_url=prometheus_url, timeout=30) as client:
-        while pending:
-            failures = {label: evaluate(client, q, start, time.time()) for label, q in pending.items()}
-            pending = {label: pending[label] for label, why in failures.items() if why}
-            if not pending or time.monotonic() > deadline:
-                break
-            time.sleep(5)
+
+        def all_show_data() -> bool:
+            failures.update({label: evaluate(client, q, start, time.time()) for label, q in pending.items()})
+            for label in [label for label in pending if not failures[label]]:
+                del pending[label]
+            return not pending
+
+        with contextlib.suppress(WaitTimeoutError):  # the caller reports which panels stayed empty
+            wait_until(all_show_data, timeout_s, "every panel to show data", interval_s=5)
     return {label: why for label, why in failures.items() if why}
 
 
@@ -159,6 +197,10 @@ def test_every_dashboard_panel_shows_real_data_from_a_streaming_run(
         request.getfixturevalue(part)
     training.join(timeout=600)
     assert training.error is None and training.model_dir is not None, f"training failed: {training.error}"
+    # The run waits for Prometheus to scrape its last epoch before its endpoint closes, however fast
+    # this machine trained it (the training panels read those values).
+    last_epoch = scraped_value(prometheus_url, "max(max_over_time(twinstream_training_epochs_total[1h]))")
+    assert last_epoch == EPOCHS, f"Prometheus has {last_epoch} of the training run's {EPOCHS} epochs"
 
     from ray import serve
 
@@ -169,10 +211,11 @@ def test_every_dashboard_panel_shows_real_data_from_a_streaming_run(
     settings = stream_settings(app_settings, unique_name, max_poll_records=32)
     worker = start_worker_process(settings, 0, tmp_path)
     try:
-        sent = publish_workload(settings, tenant=unique_name)
+        scrapes = Scrapes(prometheus_url, f"{settings.ingest.group_id}-0")
+        sent = publish_workload(settings, unique_name, scrapes)
         results = collect_results(settings, sent, timeout_s=240)
         assert len(by_request(results)) >= sent, f"{len(by_request(results))} of {sent} results"
-        failures = wait_for_panels(prometheus_url, started, time.monotonic() + SETTLE_S)
+        failures = wait_for_panels(prometheus_url, started, SETTLE_S)
         assert not failures, f"panels without data: {failures}\nworker log: {worker.log.read_text()[-3000:]}"
 
         from cli.report import render_report

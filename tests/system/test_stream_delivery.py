@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import random
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from kafka import KafkaProducer
 
 from services.gallery.client import connect as connect_milvus
 from services.gallery.milvus_gallery import MilvusGallery
@@ -32,6 +32,7 @@ from tests.support.streams import (
     start_worker_process,
     stream_settings,
 )
+from tests.support.waiting import wait_until
 from twinstream.config import Settings
 
 pytestmark = [pytest.mark.system, pytest.mark.slow]
@@ -69,22 +70,65 @@ def mixed_messages(tenant: str, seed: int = 0) -> tuple[list[Message], set[tuple
     return numbered, distinct, {rid for rid, _, _ in numbered if rid.endswith("-poison")}
 
 
-def publish(settings: Settings, messages: list[Message], rate: float | None = None) -> None:
+def publish(settings: Settings, messages: list[Message]) -> None:
     producer = producer_for(settings)
     for _, value, headers in messages:
         producer.send(settings.kafka.images_topic, value, headers=headers)
-        if rate:
-            time.sleep(1 / rate)
     producer.flush()
     producer.close()
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
+def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
+    wait_until(predicate, timeout_s, what, interval_s=0.5)
+
+
+class SteadyPublisher(threading.Thread):
+    """Keeps identify traffic flowing until `finish`: a chunk at a time, each once all but ``in_flight``
+    of the records sent so far are answered. Records are in flight through every membership change
+    however fast this machine is, and the topic is never flooded ahead of them."""
+
+    def __init__(self, settings: Settings, tenant: str, chunk: int = 16, in_flight: int = 32) -> None:
+        super().__init__(daemon=True)
+        self._settings, self._tenant = settings, tenant
+        self._chunk, self._in_flight = chunk, in_flight
+        self._finish = threading.Event()
+        self.sent: list[str] = []
+        self.error: BaseException | None = None
+
+    def finish(self) -> None:
+        """Send one last chunk and stop."""
+        self._finish.set()
+
+    def run(self) -> None:
+        producer = producer_for(self._settings)
+        try:
+            while True:
+                last = self._finish.is_set()
+                self._send_chunk(producer)
+                if last or len(self.sent) >= 5000:
+                    return
+                wait_for(
+                    lambda: self._finish.is_set() or self._answered() >= len(self.sent) - self._in_flight,
+                    120, f"answers to {len(self.sent)} published records",
+                )  # fmt: skip
+        except BaseException as exc:  # surfaced by the test
+            self.error = exc
+        finally:
+            producer.close()
+
+    def _send_chunk(self, producer: KafkaProducer) -> None:
+        t = ("tenant", self._tenant.encode())
+        for _ in range(self._chunk):
+            rid = f"r{len(self.sent)}"
+            headers = [("op", b"identify"), t, ("request-id", rid.encode())]
+            producer.send(
+                self._settings.kafka.images_topic, digit_png(len(self.sent) % 1797), headers=headers
+            )
+            self.sent.append(rid)
+        producer.flush()
+
+    def _answered(self) -> int:
+        return len(by_request(collect_results(self._settings, 0, 0)))
 
 
 def gallery_size(app: ServedApp, tenant: str) -> int:
@@ -147,23 +191,21 @@ def test_two_workers_share_four_partitions_and_a_third_joining_and_one_leaving_l
     served_app: ServedApp, kafka_bootstrap: str, unique_name: str, tmp_path: Path
 ) -> None:
     settings = stream_settings(served_app.settings, unique_name, max_poll_records=16)
-    t = ("tenant", unique_name.encode())
-    messages: list[Message] = [
-        (f"r{i}", digit_png(i), [("op", b"identify"), t, ("request-id", f"r{i}".encode())])
-        for i in range(600)
-    ]
     workers = [start_worker_process(settings, i, tmp_path) for i in range(2)]
-    publisher = threading.Thread(target=publish, args=(settings, messages, 20.0))
+    publisher = SteadyPublisher(settings, unique_name)
     try:
         wait_for(lambda: members_own(settings, 2), 90, "two members")
         assert sorted(len(m.partitions) for m in status_of(settings).members) == [2, 2]
         publisher.start()
+        wait_for(lambda: len(publisher.sent) >= 64, 120, "traffic before the third worker joins")
         workers.append(start_worker_process(settings, 2, tmp_path))
         wait_for(lambda: members_own(settings, 3), 90, "three members")
         assert workers[0].stop() == 0, workers[0].log.read_text()[-3000:]
         wait_for(lambda: members_own(settings, 2), 60, "two members again")
-        publisher.join(timeout=120)
-        expected = {rid for rid, _, _ in messages}
+        publisher.finish()
+        publisher.join(timeout=180)
+        assert publisher.error is None and not publisher.is_alive(), publisher.error
+        expected = set(publisher.sent)
         wait_for(lambda: expected <= set(by_request(collect_results(settings, 0, 0))), 120, "every result")
     finally:
         for worker in workers:

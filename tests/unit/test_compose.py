@@ -289,3 +289,11 @@ def test_composes_broker_without_authentication_only_when_asked(tmp_path: Path):
         "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,EXTERNAL:PLAINTEXT" in text
     )
     assert "authorizer.class.name" not in text
+
+
+def test_compose_redis_bounds_its_memory_as_the_local_stack_does():
+    command = SERVICES["redis"]["command"]
+    flags = dict(zip(command[1::2], command[2::2], strict=False))
+    defaults = Settings().redis
+    assert flags["--maxmemory"] == defaults.maxmemory
+    assert flags["--maxmemory-policy"] == defaults.maxmemory_policy == "volatile-ttl"

@@ -40,7 +40,7 @@ def _png_bomb(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "WEBP", "PPM", "GIF", "TIFF"])
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "WEBP", "PPM"])
 def test_allowed_formats_decode_to_standard_modes(fmt: str) -> None:
     img = Image.new("RGB", (20, 12), (10, 200, 30))
     out = decode_image(_encode(img, fmt), LIMITS)
@@ -110,6 +110,14 @@ def test_corrupt_png_body_is_undecodable() -> None:
 def test_known_but_disallowed_format_is_unsupported() -> None:
     data = _encode(Image.new("RGB", (8, 8)), "ICO")
     assert _reason(data) == RejectReason.UNSUPPORTED_FORMAT
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "TIFF"])
+def test_gif_and_tiff_are_not_in_the_default_contract(fmt: str) -> None:
+    # The documented formats are JPEG, PNG, WebP, BMP and PGM/PPM; GIF and TIFF only widened the attack
+    # surface (animation frames, TIFF's many codecs) without a use case.
+    assert set(LIMITS.allowed_formats) == {"JPEG", "PNG", "WEBP", "BMP", "PPM"}
+    assert _reason(_encode(Image.new("RGB", (8, 8)), fmt)) == RejectReason.UNSUPPORTED_FORMAT
 
 
 def test_format_removed_from_allow_list_is_unsupported() -> None:

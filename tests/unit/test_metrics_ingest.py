@@ -8,7 +8,7 @@ import socket
 import httpx
 from prometheus_client import CollectorRegistry
 
-from services.ingest.observer import WorkerObserver
+from services.ingest.observer import StageObserver, WorkerObserver
 from twinstream.contracts import Decision, Op, RejectReason
 from twinstream.metrics import INGEST_JOB, IngestMetrics, start_endpoint
 
@@ -19,9 +19,15 @@ def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return value
 
 
-def test_ingest_metrics_is_a_worker_observer():
-    observer: WorkerObserver = IngestMetrics.create(CollectorRegistry())
-    observer.on_batch(3, 0.2)  # the worker calls it through the Protocol
+def test_ingest_metrics_is_a_worker_observer_and_a_stage_observer():
+    registry = CollectorRegistry()
+    observer = IngestMetrics.create(registry)
+    assert isinstance(observer, WorkerObserver)  # every callback the worker makes, with its name
+    assert isinstance(observer, StageObserver)
+    observer.on_batch(3, 0.2)  # what the worker calls after a batch
+    assert _value(registry, "twinstream_ingest_batch_size_count") == 1
+    assert _value(registry, "twinstream_ingest_batch_size_sum") == 3
+    assert not isinstance(object(), WorkerObserver)
 
 
 def test_results_are_counted_by_op_and_outcome_and_refusals_without_op_as_none():

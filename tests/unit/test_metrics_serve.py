@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from twinstream.contracts import Decision, MatchResult, Op, Rejection, RejectReason, Timings
@@ -136,3 +138,67 @@ def test_reads_of_a_known_tenant_do_not_trigger_a_recount():
     time.sleep(0.2)
     tracker.stop()
     assert calls == ["x"]
+
+
+def _series(registry: CollectorRegistry, name: str) -> list[dict[str, str]]:
+    return [s.labels for m in registry.collect() if m.name == name for s in m.samples]
+
+
+def test_unknown_tenants_get_no_gauge_series_and_are_not_counted_again() -> None:
+    metrics, registry = _pipeline()
+    calls: list[str] = []
+
+    def count(tenant: str) -> dict[str, int]:
+        calls.append(tenant)
+        return {"alice": 2} if tenant == "real" else {}
+
+    tracker = GallerySizeTracker(metrics, count, every_s=3600)
+    tracker.stop()  # no background rounds: this test runs them
+    unknown = [_result(Op.IDENTIFY, Decision.UNKNOWN, 1.3, 0.1, tenant=f"nobody{i}") for i in range(5000)]
+    tracker.touch([*unknown, _result(Op.ENROLL, Decision.ENROLLED, None, 0.1, tenant="real")])
+    tracker.refresh([r.tenant for r in unknown] + ["real"])
+    assert _series(registry, "twinstream_gallery_vectors") == [{"tenant": "real"}]
+    assert len(calls) == 5001
+    tracker.touch(unknown)  # seen again: remembered as empty, not counted again
+    assert tracker.pending == 0 and tracker.exported_tenants == 1
+
+
+def test_first_seen_tenants_waiting_for_a_count_are_bounded_but_writes_always_queue() -> None:
+    metrics, _ = _pipeline()
+    tracker = GallerySizeTracker(metrics, lambda tenant: {}, every_s=3600, max_pending=10)
+    tracker.stop()
+    tracker.touch([_result(Op.IDENTIFY, Decision.UNKNOWN, 1.3, 0.1, tenant=f"n{i}") for i in range(100)])
+    assert tracker.pending == 10
+    tracker.touch([_result(Op.ENROLL, Decision.ENROLLED, None, 0.1, tenant="writer")])
+    assert tracker.pending == 11
+
+
+def test_a_tenant_that_cannot_be_counted_is_logged_once_and_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    metrics, registry = _pipeline()
+    calls: list[str] = []
+
+    def count(tenant: str) -> dict[str, int]:
+        calls.append(tenant)
+        raise ValueError(f"refusing to quote unvalidated value {tenant!r}")
+
+    tracker = GallerySizeTracker(metrics, count, every_s=3600)  # 3 attempts
+    tracker.stop()
+    tracker.touch([_result(Op.IDENTIFY, Decision.UNKNOWN, 1.3, 0.1, tenant="bad\n")])
+    with caplog.at_level(logging.DEBUG, logger="twinstream.metrics.gallery_size"):
+        for _ in range(10):  # ten rounds of the background thread
+            tracker.refresh(["bad\n"])
+    assert calls == ["bad\n"] * 3
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].exc_info is not None
+    tracker.touch([_result(Op.IDENTIFY, Decision.UNKNOWN, 1.3, 0.1, tenant="bad\n")])
+    assert tracker.pending == 0
+    assert _series(registry, "twinstream_gallery_vectors") == []
+
+
+def test_refused_requests_are_not_counted_whatever_their_tenant() -> None:
+    metrics, _ = _pipeline()
+    tracker = GallerySizeTracker(metrics, lambda tenant: {}, every_s=3600)
+    tracker.stop()
+    refused = MatchResult.rejected("r", Rejection(RejectReason.BAD_HEADER, "tenant"))
+    tracker.touch([refused])
+    assert tracker.pending == 0

@@ -81,3 +81,39 @@ def test_ray_callback_travels_without_its_server_and_exports_on_the_first_report
         assert 'twinstream_training_epoch{run="run-2"} 1.0' in body
     finally:
         exporter.close()
+
+
+def test_ray_callback_waits_for_the_scrape_of_the_final_epoch_only(tmp_path, monkeypatch):
+    from training.metrics_callback import PrometheusCallback
+    from training.metrics_export import EpochExporter, MetricsExport
+
+    waits: list[str] = []
+    monkeypatch.setattr(EpochExporter, "wait_until_scraped", lambda self: waits.append(self.run) or True)
+    callback = PrometheusCallback(MetricsExport(port=0, state_dir=tmp_path), "run-3", final_epoch=2)
+    try:
+        callback.after_report(None, [_epoch(1, 0.5)], None)
+        assert waits == []
+        callback.after_report(None, [_epoch(2, 0.4)], None)
+        assert waits == ["run-3"]  # the controller ends with the run: its last report waits
+    finally:
+        callback.__dict__["_exporter"].endpoint.close()
+
+
+def test_waiting_for_a_scrape_gives_up_at_once_when_prometheus_does_not_answer(tmp_path):
+    import socket
+    import time
+
+    from training.metrics_export import EpochExporter, MetricsExport
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    (tmp_path / "prometheus").mkdir()
+    export = MetricsExport(port=0, state_dir=tmp_path, prometheus_url=url, final_scrape_timeout_s=60)
+    exporter = EpochExporter(export, "run-4")
+    exporter.observe([_epoch(1, 0.5)])
+    started = time.monotonic()
+    assert exporter.wait_until_scraped() is False
+    exporter.close()
+    assert time.monotonic() - started < 5
+    assert not (tmp_path / "prometheus" / "targets" / "twinstream-training-run-4.json").exists()

@@ -9,6 +9,7 @@ from twinstream.codec._wire import (
     FACES_ALL,
     H_CONTENT_TYPE,
     H_DEAD_LETTER,
+    H_DEAD_LETTER_TRIMMED,
     H_ERROR_DETAIL,
     H_ERROR_REASON,
     H_FACES,
@@ -22,7 +23,14 @@ from twinstream.codec._wire import (
     Headers,
     header_value,
 )
-from twinstream.codec.dead_letters import DeadLetter, DeadLetterInfo, dead_letter_headers, read_dead_letter
+from twinstream.codec.dead_letters import (
+    DeadLetter,
+    DeadLetterCopy,
+    DeadLetterInfo,
+    dead_letter_headers,
+    read_dead_letter,
+    record_batch_bytes,
+)
 from twinstream.codec.records import (
     KafkaRecord,
     RecordRejection,
@@ -46,6 +54,7 @@ __all__ = [
     "FACES_ALL",
     "H_CONTENT_TYPE",
     "H_DEAD_LETTER",
+    "H_DEAD_LETTER_TRIMMED",
     "H_ERROR_DETAIL",
     "H_ERROR_REASON",
     "H_FACES",
@@ -57,6 +66,7 @@ __all__ = [
     "JSON_CONTENT_TYPE",
     "PROTOBUF_CONTENT_TYPE",
     "DeadLetter",
+    "DeadLetterCopy",
     "DeadLetterInfo",
     "Headers",
     "KafkaRecord",
@@ -69,6 +79,7 @@ __all__ = [
     "encode_results",
     "header_value",
     "read_dead_letter",
+    "record_batch_bytes",
     "request_headers",
     "result_from_dict",
     "result_from_json",

@@ -20,6 +20,8 @@ H_CONTENT_TYPE = "content-type"
 H_ERROR_REASON = "error-reason"
 H_ERROR_DETAIL = "error-detail"
 H_DEAD_LETTER = "dead-letter"
+#: On a DLQ copy whose value was cut to fit the topic's max.message.bytes: the original value's size.
+H_DEAD_LETTER_TRIMMED = "dead-letter-trimmed"
 KNOWN_HEADERS = frozenset({H_OP, H_SUBJECT, H_TENANT, H_REQUEST_ID, H_TOP_K, H_FACES, H_CONTENT_TYPE})
 
 #: Kafka headers as kafka-python gives them: (name, value or None), duplicates allowed.

@@ -55,6 +55,7 @@ from twinstream.tenant_topics import TopicTenancy
 # Tenant and subject end up inside Milvus filter expressions: keep them to a charset that cannot escape one.
 _FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x1f\x7f\"'`\\]")
 _MAX_TEXT = 256
+_VERBATIM_HEADERS = frozenset({H_TENANT, H_SUBJECT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +112,19 @@ class _RefusedError(Exception):
 
 
 def _header_map(headers: Headers) -> dict[str, str]:
-    """Known headers as text (case-insensitive names); unknown ones are ignored, bad values refused."""
+    """Known headers as text (case-insensitive names); unknown ones are ignored, bad values refused.
+
+    Tenant and subject values are kept verbatim: `twinstream.names` is the one rule for them on every path,
+    and the HTTP API and envelopes do not trim either (" alice" is refused, not read as "alice").
+    """
     found: dict[str, str] = {}
     for raw_name, raw_value in headers:
         name = raw_name.strip().lower()
         if name not in KNOWN_HEADERS:
             continue
         try:
-            value = (raw_value or b"").decode("utf-8").strip()
+            value = (raw_value or b"").decode("utf-8")
+            value = value if name in _VERBATIM_HEADERS else value.strip()
         except UnicodeDecodeError:
             raise _RefusedError(RejectReason.BAD_HEADER, f"header {name!r} is not UTF-8") from None
         if name in found and found[name] != value:
