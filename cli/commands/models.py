@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from rich.table import Table
 from cli.console import console, settings_or_exit
 from twinstream.config import Settings
 
+if TYPE_CHECKING:
+    from services.lifecycle.switch import DeployVersions
+
 app = typer.Typer(help="Model versions: re-index from the enrolment log, list, promote, roll back.")
 DeployOpt = Annotated[
     bool,
@@ -27,21 +30,16 @@ DeployOpt = Annotated[
 ]
 
 
-def _deployer(settings: Settings, deploy: bool) -> Any:
+def _deployer(deploy: bool) -> DeployVersions | None:
     """``services.app.deploy_versions`` (the Serve side of a switch), or None with ``--no-deploy``."""
     if not deploy:
         return None
     from cli.stack.raytools import use_token_auth
 
-    use_token_auth()
-    import services.app as serve_app
+    use_token_auth()  # before Ray is first imported
+    from services.app import deploy_versions
 
-    found = getattr(serve_app, "deploy_versions", None)
-    if found is None:
-        raise typer.BadParameter(
-            "this Serve app cannot hold several versions (no deploy_versions): --no-deploy"
-        )
-    return found
+    return deploy_versions
 
 
 def list_command(settings: Settings, out: Console, *, as_json: bool = False) -> int:
@@ -105,7 +103,7 @@ def switch_command(settings: Settings, out: Console, version: str | None, *, dep
 
     with lifecycle_clients(settings) as clients:
         board = Switchboard(
-            settings, clients.redis, clients.milvus, clients.offsets, catch_up, _deployer(settings, deploy)
+            settings, clients.redis, clients.milvus, clients.offsets, catch_up, _deployer(deploy)
         )
         try:
             report = board.promote(version) if version else board.rollback()
