@@ -51,6 +51,7 @@ class RejectReason(StrEnum):
     UNKNOWN_OP = "unknown-op"
     UNKNOWN_SUBJECT = "unknown-subject"
     NO_FACE = "no-face"
+    ERASED_SUBJECT = "erased-subject"  # an enrolment written before its subject was erased (a replay)
     PROCESSING_FAILED = "processing-failed"
 
 

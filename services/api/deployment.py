@@ -24,7 +24,7 @@ from ray import serve
 from services.api.auth import NamedTenant, Tenant
 from services.api.http import ApiError, ApiReason, read_image, status_for
 from services.api.routes import install_error_handlers
-from services.api.served import ForwardPool, ServedVersion, ServedVersions, load_version
+from services.api.served import ForwardPool, Lifecycle, ServedVersion, ServedVersions, load_version
 from services.deployments import PIPELINE_DEPLOYMENT
 from services.gallery.client import connect_with
 from services.results.redis_client import redis_client
@@ -123,9 +123,11 @@ class PipelineDeployment:
         forwards = ForwardPool(EmbedderMetrics.create(RayFactory()))
         default = TenantPolicy(settings.policy.verify_far, settings.policy.identify_fpir)
         self._policies = RedisPolicies(rds, default)
+        self._lifecycle = Lifecycle.connect(settings, rds, milvus)
         loaded = [
             load_version(settings, Path(d), milvus=milvus, rds=rds, results=self._results,
-                         metrics=self._metrics, forwards=forwards, policies=self._policies)
+                         metrics=self._metrics, forwards=forwards, policies=self._policies,
+                         lifecycle=self._lifecycle)
             for d in model_dirs
         ]  # fmt: skip
         self._versions = ServedVersions(loaded, rds, settings.serve.app_name)
@@ -241,13 +243,14 @@ class PipelineDeployment:
 
     @app.delete("/v1/subjects/{subject}")
     async def delete_subject(self, subject: str, tenant: Tenant) -> Response:
-        """Remove every enrolled image of a subject (404 if it has none)."""
+        """Erase a subject: every image in every model version, cached embeddings, stored results naming
+        it and its enrolment-log records (404 if it has no enrolled image)."""
         try:
             check_name("subject", subject)
         except InputError as exc:
             raise ApiError.from_input(exc) from None
         served = await self._live()
-        counts = await asyncio.to_thread(served.gallery.delete, [(tenant, subject)])
+        counts = await asyncio.to_thread(self._lifecycle.eraser.erase, [(tenant, subject)])
         if not counts[(tenant, subject)]:
             raise ApiError(404, "unknown-subject", f"subject {subject!r} has no enrolled images")
         req = ImageRequest(uuid.uuid4().hex, Op.DELETE, tenant=tenant, subject=subject)

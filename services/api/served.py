@@ -11,6 +11,7 @@ request, is answered by one version end to end, and results carry it as ``model_
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +28,12 @@ from services.gallery.milvus_gallery import MilvusGallery
 from services.gallery.mirror import MirroredGallery, RedisGenerations
 from services.gallery.names import collection_name
 from services.gallery.schema import ensure_collection
+from services.lifecycle.enrolment_log import KafkaEnrolmentLog, build_log_producer
+from services.lifecycle.erasure import ReplicaStores, SubjectEraser
+from services.lifecycle.ledger import RedisErasureLedger
 from services.matching.matcher import Matcher
 from services.matching.pipeline import MatchingPipeline
+from services.matching.ports import EnrolmentLog, Eraser, ErasureLedger, LoggedEnrolment
 from services.results.store import RedisResultStore
 from services.tenants.policies import RedisPolicies
 from twinstream.config import Settings
@@ -89,6 +94,7 @@ def load_version(
     metrics: PipelineMetrics,
     forwards: ForwardPool,
     policies: RedisPolicies,
+    lifecycle: Lifecycle,
 ) -> ServedVersion:
     """Load one artifact and wire its pipeline to this replica's clients."""
     device = "cuda" if settings.serve.gpus_per_replica > 0 else "cpu"
@@ -108,8 +114,48 @@ def load_version(
     pipeline = MatchingPipeline(
         embed, gallery, Matcher(manifest), settings.limits, results=results,
         cache=CountingEmbeddingCache(rds, settings.redis.cache_ttl_s, metrics), policies=policies,
+        log=lifecycle.log, eraser=lifecycle.eraser, ledger=lifecycle.ledger,
     )  # fmt: skip
     return ServedVersion(manifest.version, pipeline, gallery, Path(model_dir))
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """What every version of a replica shares for the model lifecycle: the enrolment log it writes, the
+    eraser its deletes go through, and the ledger of erased subjects."""
+
+    log: EnrolmentLog
+    eraser: Eraser
+    ledger: ErasureLedger
+
+    @classmethod
+    def connect(cls, settings: Settings, rds: redis.Redis, milvus: MilvusClient) -> Lifecycle:
+        log = LazyEnrolmentLog(settings)
+        eraser = SubjectEraser(ReplicaStores(settings, rds, milvus, log))
+        return cls(log, eraser, RedisErasureLedger.from_settings(rds, settings))
+
+
+class LazyEnrolmentLog:
+    """The enrolment log, connected on first use: a replica starts (and serves identify) while Kafka is
+    still coming up; an enrolment then fails like any dependency outage and is retried."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._log: KafkaEnrolmentLog | None = None
+        self._lock = threading.Lock()
+
+    def _connected(self) -> KafkaEnrolmentLog:
+        with self._lock:
+            if self._log is None:
+                kafka = self._settings.kafka
+                self._log = KafkaEnrolmentLog(build_log_producer(kafka), kafka.enrolments_topic)
+            return self._log
+
+    def append(self, entries: Sequence[LoggedEnrolment]) -> None:
+        self._connected().append(entries)
+
+    def tombstone(self, image_ids: Sequence[str]) -> None:
+        self._connected().tombstone(image_ids)
 
 
 class ServedVersions:

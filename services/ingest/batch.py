@@ -30,7 +30,8 @@ from twinstream.tenant_topics import TopicTenancy
 
 #: REJECTED results that are answers, not poison: the request was well-formed, there is just nothing to
 #: compare it with (e.g. verify against a subject never enrolled). They are published but not dead-lettered.
-NOT_DEAD_LETTER_REASONS = frozenset({RejectReason.UNKNOWN_SUBJECT})
+#: An enrolment of an erased subject is not poison either, and its image must not be kept in the DLQ.
+NOT_DEAD_LETTER_REASONS = frozenset({RejectReason.UNKNOWN_SUBJECT, RejectReason.ERASED_SUBJECT})
 
 
 class PipelineContractError(RuntimeError):

@@ -22,23 +22,86 @@ the ledger refuses them meanwhile. ``services.lifecycle.erasure_check`` proves, 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
+
+import redis
+from pymilvus import MilvusClient
 
 from services.gallery.milvus_gallery import MilvusGallery
 from services.gallery.mirror import RedisGenerations
 from services.gallery.names import collection_name
-from services.lifecycle.clients import LifecycleClients
 from services.lifecycle.enrolment_log import EnrolmentLogReader
 from services.lifecycle.ledger import RedisErasureLedger
-from services.lifecycle.registry import live_version
+from services.lifecycle.registry import ModelRegistry, RegistryKeys, live_version
+from services.matching.ports import EnrolmentLog, SubjectKey
 from services.results.store import (
     EmbeddingCache,
     SubjectIndex,
     delete_results_naming,
     scan_results_naming,
 )
+from twinstream.config import Settings
 from twinstream.images.decode import image_digest
 from twinstream.names import check_name, image_id
+
+
+class ErasureStores(Protocol):
+    """What an erasure reaches: `services.lifecycle.clients.LifecycleClients` for the CLI (with the log's
+    reader, for the scan), `ReplicaStores` for a serving replica's deletes (no scan)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def redis(self) -> redis.Redis: ...
+
+    @property
+    def milvus(self) -> MilvusClient: ...
+
+    @property
+    def registry(self) -> ModelRegistry: ...
+
+    @property
+    def log(self) -> EnrolmentLog: ...
+
+    @property
+    def reader(self) -> EnrolmentLogReader: ...
+
+
+@dataclass(frozen=True)
+class ReplicaStores:
+    """The stores a serving replica erases through: its own clients and log writer (no log reader)."""
+
+    settings: Settings
+    redis: redis.Redis
+    milvus: MilvusClient
+    log: EnrolmentLog
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.redis, RegistryKeys.for_settings(self.settings))
+
+    @property
+    def reader(self) -> EnrolmentLogReader:
+        raise RuntimeError("a replica's erasure does not scan the enrolment log (erase with scan_log=False)")
+
+
+class SubjectEraser:
+    """The matching pipeline's delete (`services.matching.ports.Eraser`): `erase_subject` for each key,
+    from the indexes and every collection, without the slow scans of the log and the keyspace (which
+    ``twinstream erase --verify`` adds)."""
+
+    def __init__(self, stores: ErasureStores) -> None:
+        self._stores = stores
+
+    def erase(self, keys: Sequence[SubjectKey]) -> dict[SubjectKey, int]:
+        counts = {}
+        for tenant, subject in dict.fromkeys(keys):
+            report = erase_subject(self._stores, tenant, subject, scan_log=False, scan_results=False)
+            counts[(tenant, subject)] = sum(report.collections.values())
+        return counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +119,14 @@ class ErasureReport:
     embeddings_deleted: int
 
 
-def known_versions(clients: LifecycleClients) -> list[str]:
+def known_versions(clients: ErasureStores) -> list[str]:
     """Registered versions, plus the live one (served before the registry knew it, perhaps)."""
     versions = {entry.version for entry in clients.registry.versions()}
     live = live_version(clients.redis, clients.registry.keys)
     return sorted(versions | ({live} if live else set()))
 
 
-def target_collections(clients: LifecycleClients) -> list[str]:
+def target_collections(clients: ErasureStores) -> list[str]:
     """Every collection that may hold the subject: known versions' and any with this deployment's prefix."""
     prefix = clients.settings.milvus.collection_prefix
     names = {entry.collection for entry in clients.registry.versions()}
@@ -91,7 +154,7 @@ def logged_images(reader: EnrolmentLogReader, tenant: str, subject: str) -> tupl
 
 
 def erase_subject(
-    clients: LifecycleClients,
+    clients: ErasureStores,
     tenant: str,
     subject: str,
     *,
@@ -138,7 +201,7 @@ def erase_subject(
 
 
 def _images_of(
-    clients: LifecycleClients, galleries: list[MilvusGallery], tenant: str, subject: str, *, scan_log: bool
+    clients: ErasureStores, galleries: list[MilvusGallery], tenant: str, subject: str, *, scan_log: bool
 ) -> tuple[set[str], set[str]]:
     """The subject's image ids and image digests, from the digest index, every collection and the log."""
     key = (tenant, subject)
@@ -154,7 +217,7 @@ def _images_of(
 
 
 def _delete_everywhere(
-    clients: LifecycleClients, galleries: list[MilvusGallery], tenant: str, subject: str
+    clients: ErasureStores, galleries: list[MilvusGallery], tenant: str, subject: str
 ) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
     """Delete the subject's rows from each collection, then bump its tenant's mirror generation there."""
     key = (tenant, subject)

@@ -15,13 +15,14 @@ from collections.abc import Awaitable, Callable, Sequence
 import numpy as np
 
 from services.matching.matcher import Matcher
-from services.matching.ports import EmbeddingCache, Gallery, Policies
+from services.matching.ports import EmbeddingCache, EnrolmentLog, Eraser, ErasureLedger, Gallery, Policies
 from services.matching.rounds import schedule
-from services.matching.steps import Item, Vectors, run_op
+from services.matching.steps import Item, Stores, Vectors, run_op
 from twinstream.config import LimitsSettings
 from twinstream.contracts import (
     MAX_TOP_K,
     OPS_NEEDING_SUBJECT,
+    Decision,
     ImageRequest,
     InputError,
     MatchResult,
@@ -37,6 +38,8 @@ from twinstream.ports import ResultStore
 
 EmbedFn = Callable[[np.ndarray], Awaitable[np.ndarray]]
 _NO_STAGES = (0.0, 0.0, 0.0)
+#: Decisions whose result ties its image to a subject (the cached embedding is that subject's).
+_NAMES_SUBJECT = frozenset({Decision.ENROLLED, Decision.DUPLICATE, Decision.MATCH, Decision.NO_MATCH})
 
 
 class MatchingPipeline:
@@ -53,6 +56,9 @@ class MatchingPipeline:
         cache: Embedding cache, or None.
         faces: The face finder, for models whose input is a face chip.
         policies: Each tenant's operating points; None: every tenant has the default `TenantPolicy`.
+        log: The enrolment log every accepted enrolment is written to, or None.
+        eraser: What a delete goes through (every version, caches, results, the log); None: the gallery.
+        ledger: Erased subjects, whose older enrolments are refused; or None.
     """
 
     def __init__(
@@ -66,6 +72,9 @@ class MatchingPipeline:
         cache: EmbeddingCache | None = None,
         faces: FaceFinder | None = None,
         policies: Policies | None = None,
+        log: EnrolmentLog | None = None,
+        eraser: Eraser | None = None,
+        ledger: ErasureLedger | None = None,
     ) -> None:
         self._embed = embed
         self.gallery = gallery
@@ -75,6 +84,7 @@ class MatchingPipeline:
         self._cache = cache
         self._faces = faces
         self._policies = policies
+        self._stores = Stores(gallery, matcher, log, eraser, ledger)
         self.model_version = matcher.manifest.version
 
     async def prepare(self, requests: Sequence[ImageRequest]) -> tuple[PreparedBatch, dict[int, InputError]]:
@@ -149,7 +159,7 @@ class MatchingPipeline:
                 if not group:
                     continue
                 t0 = time.perf_counter()
-                decided = await run_op(op, group, vectors, self.gallery, self.matcher, policies)
+                decided = await run_op(op, group, vectors, self._stores, policies)
                 gallery_s = time.perf_counter() - t0
                 for item, result in zip(group, decided, strict=True):
                     out[item.index] = result
@@ -163,7 +173,20 @@ class MatchingPipeline:
         if self._results is not None and len(replayed) < len(final):
             fresh = [r for i, r in enumerate(final) if i not in replayed]
             await asyncio.to_thread(self._results.put_many, fresh)
+        await self._index_subjects(items, final)
         return final
+
+    async def _index_subjects(self, items: list[Item], results: list[MatchResult]) -> None:
+        """Tell the cache which subject each image was enrolled, verified or identified as (for erasure)."""
+        if self._cache is None:
+            return
+        entries = [
+            (result.tenant, result.subject, item.digest)
+            for item in items
+            if (result := results[item.index]).subject and item.digest and result.decision in _NAMES_SUBJECT
+        ]
+        if entries:
+            await asyncio.to_thread(self._cache.index_subjects, entries)
 
     async def _policies_of(self, items: list[Item]) -> dict[str, TenantPolicy]:
         tenants = list(dict.fromkeys(v.request.tenant for v in items))

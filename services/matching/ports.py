@@ -86,6 +86,10 @@ class EmbeddingCache(Protocol):
         """Cache one vector per digest."""
         ...
 
+    def index_subjects(self, entries: Sequence[tuple[str, str, str]]) -> None:
+        """Remember which (tenant, subject) each image digest was enrolled or verified for (erasure)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class LoggedEnrolment:
@@ -134,6 +138,16 @@ class ErasureLedger(Protocol):
 
     def erased_before(self, keys: Sequence[SubjectKey]) -> dict[SubjectKey, int]:
         """Erasure time (epoch ms) of each erased (tenant, subject) among ``keys``; others are absent."""
+        ...
+
+
+class Eraser(Protocol):
+    """A delete that forgets a subject everywhere: every model version's collection (so every replica's
+    copy), cached embeddings, stored results naming it, its enrolment-log records (tombstones) and, in an
+    erasure ledger, that it was erased (a replayed enrolment from before is refused)."""
+
+    def erase(self, keys: Sequence[SubjectKey]) -> dict[SubjectKey, int]:
+        """Erase each (tenant, subject); how many gallery rows were removed, all versions together."""
         ...
 
 

@@ -8,14 +8,33 @@ was (`MatchResult.face`, ``faces_found``) and, for a group identify, one answer 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from services.matching.matcher import Matcher
-from services.matching.ports import Enrollment, Gallery, Hit
-from twinstream.contracts import Decision, FaceAnswer, FaceBox, ImageRequest, MatchResult, Op, TenantPolicy
+from services.matching.ports import (
+    Enrollment,
+    EnrolmentLog,
+    Eraser,
+    ErasureLedger,
+    Gallery,
+    Hit,
+    LoggedEnrolment,
+)
+from twinstream.contracts import (
+    Decision,
+    FaceAnswer,
+    FaceBox,
+    ImageRequest,
+    MatchResult,
+    Op,
+    Rejection,
+    RejectReason,
+    TenantPolicy,
+)
 from twinstream.names import image_id
 
 
@@ -58,35 +77,92 @@ Vectors = dict[int, np.ndarray]  # batch index → (k, D) embeddings of its rows
 PolicyMap = Mapping[str, TenantPolicy]  # tenant → its operating points
 
 
+@dataclass(frozen=True)
+class Stores:
+    """What a round works with: the served version's gallery and rules, and the lifecycle ports.
+
+    Attributes:
+        gallery: The live version's gallery.
+        matcher: The live version's decision rules.
+        log: The enrolment log (every accepted enrolment, tombstones on erasure), or None.
+        eraser: Erases a subject everywhere on delete; None: delete from ``gallery`` only.
+        ledger: Erased subjects: an enrolment written before the erasure is refused; or None.
+    """
+
+    gallery: Gallery
+    matcher: Matcher
+    log: EnrolmentLog | None = None
+    eraser: Eraser | None = None
+    ledger: ErasureLedger | None = None
+
+
 async def run_op(
-    op: Op, group: list[Item], vectors: Vectors, gallery: Gallery, matcher: Matcher, policies: PolicyMap
+    op: Op, group: list[Item], vectors: Vectors, stores: Stores, policies: PolicyMap
 ) -> list[MatchResult]:
     """One gallery round for every request of one op; results in the order of ``group``."""
     if op is Op.ENROLL:
-        return await _enroll(group, vectors, gallery, matcher)
+        return await _enroll(group, vectors, stores)
     if op is Op.VERIFY:
-        return await _verify(group, vectors, gallery, matcher, policies)
+        return await _verify(group, vectors, stores.gallery, stores.matcher, policies)
     if op is Op.IDENTIFY:
-        return await _identify(group, vectors, gallery, matcher, policies)
+        return await _identify(group, vectors, stores.gallery, stores.matcher, policies)
     keys = list(dict.fromkeys((v.request.tenant, v.request.subject) for v in group))
-    await asyncio.to_thread(gallery.delete, keys)
-    return [matcher.deleted(v.request) for v in group]
+    eraser = stores.eraser
+    await asyncio.to_thread(eraser.erase if eraser is not None else stores.gallery.delete, keys)
+    return [stores.matcher.deleted(v.request) for v in group]
 
 
-async def _enroll(
-    group: list[Item], vectors: Vectors, gallery: Gallery, matcher: Matcher
-) -> list[MatchResult]:
+async def _enroll(group: list[Item], vectors: Vectors, stores: Stores) -> list[MatchResult]:
+    """Refuse enrolments of erased subjects written before the erasure; upsert the rest; log them."""
+    erased = await _erased(group, stores.ledger)
+    accepted = [v for v in group if v.index not in erased]
     items = [
-        Enrollment(
-            image_id(v.request.tenant, v.request.subject, v.digest),
-            v.request.tenant,
-            v.request.subject,
-            vectors[v.index][0],
-        )
-        for v in group
-    ]
-    fresh = await asyncio.to_thread(gallery.enroll, items)
-    return [v.with_face(matcher.enrolled(v.request, new)) for v, new in zip(group, fresh, strict=True)]
+        Enrollment(image_id(v.request.tenant, v.request.subject, v.digest), v.request.tenant,
+                   v.request.subject, vectors[v.index][0])
+        for v in accepted
+    ]  # fmt: skip
+    fresh = await asyncio.to_thread(stores.gallery.enroll, items) if items else []
+    if stores.log is not None and items:
+        # New and duplicate images alike: a replay after a crash between the two writes heals the log.
+        now_ms = int(time.time() * 1000)
+        logged = [
+            LoggedEnrolment(item.image_id, item.tenant, item.subject, v.request.image, v.request.content_type,
+                            now_ms, v.request.request_id)
+            for item, v in zip(items, accepted, strict=True)
+        ]  # fmt: skip
+        await asyncio.to_thread(stores.log.append, logged)
+    answers = {
+        v.index: stores.matcher.enrolled(v.request, new) for v, new in zip(accepted, fresh, strict=True)
+    }
+    return [v.with_face(answers[v.index]) if v.index in answers else erased[v.index] for v in group]
+
+
+async def _erased(group: list[Item], ledger: ErasureLedger | None) -> dict[int, MatchResult]:
+    """Refusals of enrolments whose subject was erased after they were written (replays of old records)."""
+    if ledger is None:
+        return {}
+    keys = list(dict.fromkeys((v.request.tenant, v.request.subject) for v in group))
+    erased_at = await asyncio.to_thread(ledger.erased_before, keys)
+    if not erased_at:
+        return {}
+    now_ms = int(time.time() * 1000)
+    out = {}
+    for v in group:
+        when = erased_at.get((v.request.tenant, v.request.subject))
+        if when is not None and _written_ms(v.request, now_ms) <= when:
+            detail = f"subject {v.request.subject!r} was erased after this enrolment was written"
+            out[v.index] = MatchResult.rejected(
+                v.request.request_id, Rejection(RejectReason.ERASED_SUBJECT, detail), op=v.request.op,
+                tenant=v.request.tenant, subject=v.request.subject, source=v.request.source,
+            )  # fmt: skip
+    return out
+
+
+def _written_ms(request: ImageRequest, now_ms: int) -> int:
+    """When a request was written: its Kafka record's timestamp, else the producer's, else now (HTTP)."""
+    if request.source is not None and request.source.timestamp_ms > 0:
+        return request.source.timestamp_ms
+    return request.produced_at_ms or now_ms
 
 
 async def _verify(

@@ -39,9 +39,15 @@ def ray_driver(ray_address: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def served_app(
-    ray_driver: str, stack_settings: Settings, redis_url: str, milvus_uri: str, model_dir: Path
+    ray_driver: str,
+    stack_settings: Settings,
+    redis_url: str,
+    milvus_uri: str,
+    kafka_bootstrap: str,
+    model_dir: Path,
 ) -> Iterator[ServedApp]:
-    """The app deployed once for the session (1 replica), with API keys configured."""
+    """The app deployed once for the session (1 replica), with API keys configured (Kafka up: enrolments
+    are written to the enrolment log)."""
     from ray import serve
 
     settings = serving_settings(

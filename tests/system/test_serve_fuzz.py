@@ -40,6 +40,8 @@ ROUTES = {
     ("delete", "/v1/subjects/{subject}"),
     ("get", "/v1/subjects"),
     ("get", "/v1/results/{request_id}"),
+    ("get", "/v1/tenants/{tenant}/policy"),
+    ("put", "/v1/tenants/{tenant}/policy"),
 }
 #: Bytes h11 lets a client put in a header value (VCHAR, obs-text, space, tab; not at either end).
 _HEADER_BYTES = st.binary(min_size=1, max_size=80).map(
@@ -86,6 +88,14 @@ _BODIES = st.one_of(
     st.binary(max_size=512).map(_multipart),
     st.just(_multipart(PNG, filename=None)),
     st.binary(max_size=256).map(lambda junk: f"--{BOUNDARY}\r\n".encode() + junk),
+    # Policy documents: in range, out of range, wrong types, unknown keys, not JSON at all.
+    st.dictionaries(
+        st.sampled_from(["verify_far", "identify_fpir", "other"]),
+        st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True), st.integers(), st.text(max_size=8), st.none()
+        ),
+        max_size=3,
+    ).map(lambda doc: json.dumps(doc).encode()),
 )
 
 
@@ -148,7 +158,7 @@ class FuzzRequest:
 def _requests(draw: st.DrawFn, operations: list[tuple[str, str]]) -> FuzzRequest:
     method, template = draw(st.sampled_from(operations))
     path = template
-    for name in ("{subject}", "{request_id}"):
+    for name in ("{subject}", "{request_id}", "{tenant}"):
         if name in path:
             safe = draw(st.sampled_from(["", "", "", "/"]))  # mostly one segment, sometimes real slashes
             raw_id = draw(st.one_of(st.sampled_from(["alice", "bob.smith", "carol"]), _IDS))
