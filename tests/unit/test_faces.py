@@ -16,17 +16,17 @@ from twinstream.images.face_models import SHAPE_PREDICTOR_5, installed_model_dir
 from twinstream.images.faces import AlignedFace, FaceAligner, FoundBy, NoFaceError, NoFaceReason
 
 
-def _datasets_dir() -> Path | None:
-    """TWINSTREAM_DATA_DIR, else the first ``shared/datasets`` above this file (main checkout or worktree)."""
+def _att_dir() -> Path:
+    """TWINSTREAM_DATA_DIR's att_faces, else the first ``shared/datasets/att_faces`` above this file."""
     if os.environ.get("TWINSTREAM_DATA_DIR"):
-        return Path(os.environ["TWINSTREAM_DATA_DIR"])
+        return Path(os.environ["TWINSTREAM_DATA_DIR"]) / "att_faces"
     for parent in Path(__file__).resolve().parents:
-        if (parent / "shared" / "datasets").is_dir():
-            return parent / "shared" / "datasets"
-    return None
+        if (parent / "shared" / "datasets" / "att_faces").is_dir():
+            return parent / "shared" / "datasets" / "att_faces"
+    return Path("shared/datasets/att_faces")
 
 
-ATT = (_datasets_dir() or Path("shared/datasets")) / "att_faces"
+ATT = _att_dir()
 
 
 class NoDetector:

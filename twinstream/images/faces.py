@@ -14,23 +14,24 @@ The rules (stated exactly in `twinstream.images.face_frames`):
    DOWN-scaled (an integer box-reduce, then bilinear); boxes are mapped back and the landmarks and
    chip come from the full-resolution image. Boxes under ``min_face_px`` are dropped. The smallest
    face a frame promises is ``max(min_face_px, ceil(80 / s))`` (smaller ones may still be found).
-   Detection cost grows with the detection image's pixels (~40-60 ms per megapixel on one core);
-   `largest` on one core, one face, median (best) of 9, measured on a shared machine (load 3-5 on
-   2 cores, so ±30 %):
+   Detection cost grows with the detection image's pixels (~40-60 ms per megapixel on one core).
+   ``scripts/eval_face_alignment.py speed``: `largest` on one core, one face of a third of the short
+   side, fastest / median of 15 runs (a shared machine, load ~2.3 on 2 cores):
 
-   =========  ==========  ============  ==================
+   =========  ==========  =============  =========
    image      detects at  smallest face  ms
-   =========  ==========  ============  ==================
-   92×112     276×336     40 (a crop)   7 (quiet machine)
-   320×240    640×480     40            17 (quiet)
-   640×480    1280×960    40            62 (quiet)
-   1024×768   1280×960    64            67 (quiet)
-   1280×960   1280×960    80            58 (quiet)
-   1920×1080  1280×720    120           50 (quiet)
-   4032×3024  1280×960    252           115-180
-   =========  ==========  ============  ==================
+   =========  ==========  =============  =========
+   92×112     276×336     40 (a crop)    9.0 / 9.9
+   320×240    640×480     40             22 / 24
+   640×480    1280×960    40             57 / 78
+   1024×768   1280×960    64             58 / 59
+   1280×960   1280×960    80             56 / 67
+   1920×1080  1280×720    120            48 / 59
+   4032×3024  1280×960    252            96 / 97
+   =========  ==========  =============  =========
 
-   A lower ``max_detect_side`` (1024) costs ~35 % less at 640×480 and up, and finds 50-px faces there.
+   ``max_detect_side=1024`` measured 37 ms against 54-56 ms at 640×480 and at 1280×960 (a third
+   less), for a smallest face of 50 px at 640×480 and 100 px at 1280×960.
 3. Crops: an image with a long side ≤ ``crop_max_side`` (256) and an aspect ratio ≤ 2 is taken as an
    already-cropped face. It gets an edge-replicated border of 25 % on each side before detection
    (tight crops defeat the HOG detector, whose window includes some context), and the bordered pixels
@@ -45,8 +46,10 @@ The rules (stated exactly in `twinstream.images.face_frames`):
 Measured with ``scripts/eval_face_alignment.py variants`` on all 400 AT&T images (92×112 tight crops;
 model-selection data, yalefaces untouched) with dlib's ``compute_face_descriptor(chip)``: one-shot
 accuracy averaged over all 10 choices of enrolment photo (40-way; 10-way exact over all distractor
-sets), EER over all 1,800 genuine and 78,000 impostor pairs, ms per image on one core (first run,
-load ~3 on 2 cores; descriptor ~60-75 ms per chip on top):
+sets), EER over all 1,800 genuine and 78,000 impostor pairs (at that distance), and the aligner's ms
+per image on one core; the descriptor adds 60-75 ms per chip. Accuracy was identical in four runs;
+the ms are from the quietest (load ~3 on 2 cores), the others measured up to 2.5× more
+(``bench/results/face_alignment.json`` keeps the last run with its load average):
 
 =================================================  ===  ==  ======  ======  =====  =====  =====
 variant                                            det  fb  40-way  10-way  EER    @dist  ms
@@ -63,14 +66,15 @@ fallback only: whole frame                           0 400  82.42   85.87  11.34
 mmod CNN detector, border 0.25, ×1                 400   0  99.89   99.97   0.33   0.545   92.9
 =================================================  ===  ==  ======  ======  =====  =====  =====
 
-Decisions from it: the border finds every AT&T face (391 → 400) and lifts 40-way accuracy from
-99.86 to 99.97 %; ×2 detects more than ×3 at half the cost. The fallback box matters far more than
-detection on crops: dlib's usual whole-frame box scores 82.4 %, the median box as much as detection
-(99.97 %); fitted on people 1-20 it is the same box as fitted on 21-40 (HOG boxes come in discrete
-sizes), so it is not fitted to the people it is scored on. It does encode AT&T's framing (hair above,
-chin at the bottom): crops framed otherwise rely on the detector, which the border makes reliable.
-The mmod CNN detector finds no more faces, scores no better and costs ~14× more: not used (it stays
-measurable through the `FaceDetector` port).
+Decisions from it: the border finds every AT&T face (391 → 400) and lifts 40-way accuracy from 99.86 to
+99.97 %; ×2 detects more than ×3 (400 against 398) at less than half its cost. The fallback box matters
+far more than detection on crops: dlib's usual whole-frame box scores 82.4 %, the median box as much as
+detection (99.97 %). In an exploratory run the median box fitted on people 1-20 was the same box as
+fitted on 21-40 (HOG boxes come in discrete sizes; 100 % and 99.94 % 20-way on the other half), so it
+is not fitted to the people it is scored on. It does encode AT&T's framing (hair above, chin at the
+bottom): crops framed otherwise rely on the detector, which the border makes reliable. The mmod CNN
+detector finds no more faces, scores no better and costs ~14× more: not used (it stays measurable
+through the `FaceDetector` port).
 """
 
 from __future__ import annotations
@@ -232,7 +236,7 @@ class FaceAligner:
         if min(width, height) < settings.min_face_px:
             raise NoFaceError(
                 NoFaceReason.IMAGE_TOO_SMALL,
-                f"the {width}x{height} image is narrower than the {settings.min_face_px}px smallest face",
+                f"the {width}x{height} image's short side is under the {settings.min_face_px}px minimum face",
             )
         frame = plan_frame(width, height, settings, self._detector.window_px)
         detected = [frame.to_original(box) for box in self._detector.detect(detection_pixels(image, frame))]
@@ -273,11 +277,12 @@ class FaceAligner:
 def _source(image: Image.Image, frame: DetectionFrame) -> np.ndarray:
     """The pixels landmarks and chips are taken from: the image itself, with its border when a crop.
 
-    The whole image, as dlib's own pipeline takes it, so chips are exactly dlib's (a test checks);
-    cutting a window around each face first was tried and was slower on a 12-megapixel photo (two
-    copies of the window instead of one of the image, 130 ms against ~25 ms), and shrinking it first
-    moved descriptors by 0.03-0.05. The crop's edge-replicated border gives the chip's margin
-    plausible pixels instead of black (measured: see the module docstring).
+    The whole image, as dlib's own pipeline takes it, so chips are exactly dlib's (a test checks).
+    Cutting a window around each face first was tried: slower on a 4032×3024 photo (~130 ms against
+    ~40 ms: the window is copied twice, the image once), and shrinking big faces first moved their
+    descriptors by 0.03-0.05. A crop's edge-replicated border gives the chip's margin plausible
+    pixels instead of black: on AT&T 40-way 99.97 % and EER 0.33 % against 99.94 % and 0.41 % for
+    chips cut from the unbordered crop (an exploratory run, not in the evaluation script).
     """
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
