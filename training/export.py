@@ -118,11 +118,14 @@ def export_artifact(
     extra: dict[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     calibrated: Calibrated | None = None,
+    loss: str | None = None,
+    miner: str | None = None,
 ) -> Path:
     """Calibrate, evaluate and save ``tower`` as a new artifact version; returns its directory.
 
     The tower gets the run's test-time augmentation first, so calibration, test metrics and serving all
-    see the same embeddings. ``calibrated`` may be passed when the caller already fitted it.
+    see the same embeddings. ``calibrated`` may be passed when the caller already fitted it; ``loss``
+    and ``miner`` name the recipe when it was not the config's (a pretrained tower).
     """
     tower = getattr(tower, "module", tower)
     shifts = splits.test_time_shifts if cfg.test_time_shifts is None else cfg.test_time_shifts
@@ -135,12 +138,12 @@ def export_artifact(
         version=new_version(), architecture=cfg.architecture, input=splits.spec,
         embedding_dim=cfg.embedding_dim, threshold=calibrated.threshold, target_far=target_far,
         calibration=calibrated.calibration, impostors=calibrated.impostors, metrics=metrics,
-        dataset=splits.name, loss=str(cfg.loss), miner=str(cfg.miner),
+        dataset=splits.name, loss=loss or str(cfg.loss), miner=miner or str(cfg.miner),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         test_time_shifts=shifts if hasattr(tower, "test_time_shifts") else 0,
         provenance=dict(provenance or {}),
     )  # fmt: skip
-    title = f"{splits.name} · {cfg.architecture} · {cfg.loss}/{cfg.miner}"
+    title = f"{splits.name} · {cfg.architecture} · {loss or cfg.loss}/{miner or cfg.miner}"
     figures = {
         "roc.png": roc_png(curves["fpr"], curves["tpr"], metrics["auc"], metrics["far_at_threshold"], title),
         "calibration.png": reliability_png(

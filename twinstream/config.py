@@ -402,6 +402,23 @@ class LimitsSettings(_Group):
     )
 
 
+class FacesSettings(_Group):
+    """How faces are found in photos for face models (`twinstream.images.faces`); the chip itself (size,
+    padding) is the model's, from its manifest."""
+
+    min_face_px: int = Field(
+        40, ge=8, description="smallest face side kept, in original pixels; sets the detector's up-sampling"
+    )
+    max_detect_side: int = Field(
+        1280, ge=64, description="larger photos are scaled down to this long side before detection"
+    )
+    crop_max_side: int = Field(256, ge=16, description="images up to this long side count as face crops")
+    allow_crop_fallback: bool = Field(
+        True, description="a crop with no detection is aligned from the typical face box of a crop"
+    )
+    max_faces: int = Field(32, ge=1, le=256, description="most faces answered in one group photo")
+
+
 class PolicySettings(_Group):
     """The operating points of tenants that set none (`PUT /v1/tenants/{tenant}/policy` sets one)."""
 
@@ -473,6 +490,7 @@ class Settings(BaseSettings):
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    faces: FacesSettings = Field(default_factory=FacesSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     paths: PathsSettings = Field(default_factory=PathsSettings)
     data_dir: Path | None = Field(

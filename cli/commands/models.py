@@ -232,6 +232,42 @@ def init_log() -> None:
     console.print(f"enrolment log {k.enrolments_topic}: {k.configs_of(k.enrolments_topic)}")
 
 
+@app.command("pretrained")
+def pretrained(
+    kind: Annotated[str, typer.Argument(help="face: dlib's face ResNet (128-d, aligned 150×150 chips)")],
+    out: Annotated[
+        Path | None, typer.Option(help="models directory (default: TWINSTREAM_PATHS__MODELS_DIR)")
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option(help="faces to calibrate and evaluate on: att-faces | folder:PATH")
+    ] = ("att-faces"),
+    target_far: Annotated[float, typer.Option(help="false accept rate of the default verify point")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="seeds the identity split (test identities stay unseen)")] = 0,
+) -> None:
+    """Write a servable artifact of a pretrained tower, without training: calibrated on the data set's
+    non-test identities, evaluated on its test identities."""
+    from training.pretrained import export_pretrained_face
+
+    if kind != "face":
+        raise typer.BadParameter(f"unknown pretrained tower {kind!r}: the one shipped is 'face'")
+    settings = settings_or_exit()
+    models_dir = (out or settings.paths.models_dir).resolve()
+    path = export_pretrained_face(
+        settings.datasets_dir,
+        models_dir,
+        dataset=dataset,
+        seed=seed,
+        target_far=target_far,
+        faces=settings.faces,
+    )
+    metrics = json.loads((path / "manifest.json").read_text())["metrics"]
+    shown = ("auc", "eer", "oneshot_10way", "ece", "ece_low", "ece_high")
+    for key in shown:
+        if key in metrics:
+            console.print(f"{key:>14}  {metrics[key]:.4f}")
+    typer.echo(f"artifact: {path}")  # one plain line: scripts parse it
+
+
 def erase(
     tenant: Annotated[str, typer.Option(help="tenant of the subject")],
     subject: Annotated[str, typer.Option(help="subject to erase")],

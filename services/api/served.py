@@ -37,6 +37,7 @@ from services.matching.ports import EnrolmentLog, Eraser, ErasureLedger, LoggedE
 from services.results.store import RedisResultStore
 from services.tenants.policies import RedisPolicies
 from twinstream.config import Settings
+from twinstream.images.face_finder import FaceFinders
 from twinstream.metrics import EmbedderMetrics, PipelineMetrics
 
 
@@ -115,6 +116,7 @@ def load_version(
         embed, gallery, Matcher(manifest), settings.limits, results=results,
         cache=CountingEmbeddingCache(rds, settings.redis.cache_ttl_s, metrics), policies=policies,
         log=lifecycle.log, eraser=lifecycle.eraser, ledger=lifecycle.ledger,
+        faces=FaceFinders(settings.faces).for_spec(manifest.input),
     )  # fmt: skip
     return ServedVersion(manifest.version, pipeline, gallery, Path(model_dir))
 

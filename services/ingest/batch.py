@@ -24,6 +24,7 @@ from twinstream.codec import (
 )
 from twinstream.config import LimitsSettings
 from twinstream.contracts import Decision, ImageRequest, InputError, MatchResult, Rejection, RejectReason
+from twinstream.images.face_finder import FaceFinders
 from twinstream.images.prepared import prepare
 from twinstream.ports import MatchPipeline, PreparingPipeline
 from twinstream.tenant_topics import TopicTenancy
@@ -58,6 +59,7 @@ def run_batch(
     worker: str,
     now_ms: int,
     tenancy: TopicTenancy | None = None,
+    faces: FaceFinders | None = None,
 ) -> BatchOutcome:
     """Decode ``records``, send the valid ones to ``pipeline`` in one call, and merge the answers.
 
@@ -76,7 +78,7 @@ def run_batch(
     decoded = [decode_record(record, limits, tenancy) for record in records]
     requests = [item for item in decoded if isinstance(item, ImageRequest)]
     if isinstance(pipeline, PreparingPipeline) and requests:
-        decoded, answered = _prepared(pipeline, decoded, limits)
+        decoded, answered = _prepared(pipeline, decoded, limits, faces or FaceFinders())
     else:
         answered = _process(pipeline, requests)
     answers = iter(answered)
@@ -100,11 +102,15 @@ def run_batch(
 
 
 def _prepared(
-    pipeline: PreparingPipeline, decoded: list[ImageRequest | RecordRejection], limits: LimitsSettings
+    pipeline: PreparingPipeline,
+    decoded: list[ImageRequest | RecordRejection],
+    limits: LimitsSettings,
+    faces: FaceFinders,
 ) -> tuple[list[ImageRequest | RecordRejection], Sequence[MatchResult]]:
     """Decode the images here, refuse the undecodable ones, send the rest in one prepared call."""
     slots = [(i, item) for i, item in enumerate(decoded) if isinstance(item, ImageRequest)]
-    batch, refused = prepare([request for _, request in slots], pipeline.input_spec(), limits)
+    spec = pipeline.input_spec()
+    batch, refused = prepare([request for _, request in slots], spec, limits, faces.for_spec(spec))
     decoded = list(decoded)
     for position, error in refused.items():
         slot, request = slots[position]

@@ -36,6 +36,7 @@ from services.results.kafka_publisher import ResultPublisher
 from twinstream.codec import KafkaRecord
 from twinstream.config import Settings
 from twinstream.contracts import MatchResult
+from twinstream.images.face_finder import FaceFinders
 from twinstream.ports import MatchPipeline, ResultSink, stores_results
 from twinstream.tenant_topics import TopicTenancy
 
@@ -94,6 +95,7 @@ class IngestWorker:
         self._probe = probe
         self.name = name
         self._stop = threading.Event()
+        self._faces = FaceFinders(settings.faces)  # face models: dlib's finder, loaded on first use
         self._backoff = Backoff(settings.ingest.retry_initial_s, settings.ingest.retry_max_s)
         self._last_lag = 0.0
         self._tenancy = TopicTenancy.from_settings(settings.kafka)
@@ -234,6 +236,7 @@ class IngestWorker:
             worker=self.name,
             now_ms=int(time.time() * 1000),
             tenancy=self._tenancy,
+            faces=self._faces,
         )
 
     def _retry(self, stage: str, errors: tuple[type[BaseException], ...], action: Callable[[], T]) -> T:

@@ -40,8 +40,8 @@ from services.lifecycle.registry import ModelRegistry, RegistryKeys
 from services.lifecycle.replay import BatchDone, Reindexer, ReindexReport
 from services.results.redis_client import redis_client
 from twinstream.config import Settings, load_settings
+from twinstream.images.face_finder import FaceFinders
 from twinstream.images.prepared import FaceFinder
-from twinstream.images.preprocess import Preprocessing
 
 log = logging.getLogger(__name__)
 __all__ = [
@@ -66,13 +66,12 @@ def reindex_session(
 ) -> Iterator[Reindexer]:
     """Build the clients of one re-index run (the composition), register the version, close on exit.
 
-    Raises:
-        ValueError: If the model cuts face chips and no ``faces`` finder was given.
+    A face model gets the face finder every other path uses (`FacesSettings`) unless ``faces`` is given.
     """
     embedder = TowerEmbedder.from_dir(model_dir, threads=threads or settings.lifecycle.reindex_threads)
     manifest = embedder.manifest
-    if manifest.input.kind is Preprocessing.FACE_CHIP and faces is None:
-        raise ValueError(f"{manifest.version} cuts face chips: its re-index needs the face finder (faces=)")
+    if faces is None:
+        faces = FaceFinders(settings.faces).for_spec(manifest.input)
     collection = collection_name(settings.milvus.collection_prefix, manifest.version)
     group = reindex_group(settings, manifest.version)
     rds = redis_client(settings.redis)

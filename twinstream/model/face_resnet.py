@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from twinstream.images.preprocess import InputSpec, Preprocessing
 from twinstream.model.dlib_format import (
     Affine,
     Conv,
@@ -208,6 +209,19 @@ class FaceResNet(nn.Module):
                 (f"blocks.{i}.{n}", getattr(block, n)) for n in ("conv1", "affine1", "conv2", "affine2")
             ]
         return [*named, ("fc", self.fc)]
+
+
+def face_input_spec() -> InputSpec:
+    """The input spec of this network: a 150×150 aligned RGB chip, normalised the dlib way.
+
+    dlib's input layer subtracts the per-channel means and divides by 256; as an `InputSpec` (pixels
+    scaled to [0, 1] first) that is mean ``m / 255`` and std ``256 / 255`` per channel.
+    """
+    return InputSpec(
+        height=INPUT_SIZE, width=INPUT_SIZE, channels=3, invert=False,
+        mean=tuple(m / 255.0 for m in DLIB_INPUT_MEANS), std=(256.0 / 255.0,) * 3,
+        kind=Preprocessing.FACE_CHIP, chip_padding=0.25,
+    )  # fmt: skip
 
 
 def load_face_resnet(path: str | Path, channels_last: bool = True) -> FaceResNet:

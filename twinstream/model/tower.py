@@ -10,6 +10,8 @@ from twinstream.images.preprocess import InputSpec
 
 #: Architecture name → conv width. "conv4" is the classic few-shot Conv-4 (Vinyals et al., Snell et al.).
 ARCHITECTURES: dict[str, int] = {"conv4": 64, "conv4-wide": 96}
+#: dlib's face-recognition ResNet (`twinstream.model.face_resnet`): 150×150 aligned RGB chips, 128-d.
+FACE_RESNET = "dlib-face-resnet-v1"
 
 
 def _block(in_ch: int, out_ch: int) -> nn.Sequential:
@@ -107,19 +109,32 @@ def build_tower(
     Raises:
         ValueError: For an unknown architecture or an input too small for four 2x poolings.
     """
+    if architecture == FACE_RESNET:
+        return _face_resnet(spec, embedding_dim)
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
+        known = sorted([*ARCHITECTURES, FACE_RESNET])
+        raise ValueError(f"unknown architecture {architecture!r}; known: {known}")
     if min(spec.height, spec.width) < 16:
         raise ValueError(f"{architecture} needs inputs of at least 16x16, got {spec.height}x{spec.width}")
     tower = ConvTower(spec, embedding_dim, ARCHITECTURES[architecture], test_time_shifts=test_time_shifts)
     return tower.to(memory_format=torch.channels_last)
 
 
+def _face_resnet(spec: InputSpec, embedding_dim: int) -> nn.Module:
+    from twinstream.model.face_resnet import EMBEDDING_DIM, FaceResNet, face_input_spec
+
+    if spec != face_input_spec() or embedding_dim != EMBEDDING_DIM:
+        raise ValueError(f"{FACE_RESNET} takes {face_input_spec()} and gives {EMBEDDING_DIM}-d embeddings")
+    return FaceResNet(channels_last=True)
+
+
 def set_test_time_shifts(tower: nn.Module, pixels: int) -> int:
     """Set the test-time shifts of a tower (a DDP wrapper is unwrapped); returns the previous value."""
     module = getattr(tower, "module", tower)
     if not isinstance(module, ConvTower):
-        raise TypeError(f"test-time shifts need a ConvTower, got {type(module).__name__}")
+        if pixels:
+            raise TypeError(f"test-time shifts need a ConvTower, got {type(module).__name__}")
+        return 0  # other towers have no test-time views
     previous = module.test_time_shifts
     module.test_time_shifts = pixels
     return previous
