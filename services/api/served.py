@@ -11,6 +11,7 @@ request, is answered by one version end to end, and results carry it as ``model_
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -40,14 +41,12 @@ from twinstream.config import Settings
 from twinstream.images.face_finder import FaceFinders
 from twinstream.metrics import EmbedderMetrics, PipelineMetrics
 
+log = logging.getLogger(__name__)
+
 
 def live_key(app_name: str) -> str:
     """The Redis key naming the version that answers for one Serve app (`twinstream models promote`)."""
     return f"twinstream:model:live:{app_name}"
-
-
-class VersionNotServedError(RuntimeError):
-    """The live pointer names a version this replica was not deployed with (deploy it, then switch)."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +175,7 @@ class ServedVersions:
         self.default = versions[0]
         self._rds = rds
         self._key = live_key(app_name)
+        self._warned: set[str] = set()
 
     @property
     def versions(self) -> list[str]:
@@ -188,8 +188,9 @@ class ServedVersions:
     async def live(self) -> ServedVersion:
         """The version that answers now (one Redis GET).
 
-        Raises:
-            VersionNotServedError: If the pointer names a version this replica has not loaded.
+        A pointer that names a version this replica has not loaded (the app was just redeployed with
+        another model, and the deploy moves the pointer once every new replica runs) means the default:
+        the replica's first version. A whole batch is still answered by one version.
         """
         raw = await asyncio.to_thread(self._rds.get, self._key)
         if raw is None:
@@ -197,9 +198,10 @@ class ServedVersions:
         name = raw.decode() if isinstance(raw, bytes) else str(raw)
         found = self._by_version.get(name)
         if found is None:
-            raise VersionNotServedError(
-                f"the live model is {name!r} but this replica serves {self.versions}: deploy it first"
-            )
+            if name not in self._warned:
+                self._warned.add(name)
+                log.warning("live model %s is not loaded here; answering with %s", name, self.default.version)
+            return self.default
         return found
 
     def __iter__(self):  # type: ignore[no-untyped-def]
