@@ -55,13 +55,20 @@ def test_metrics(
 
 
 def split_classes_summary(splits: DataSplits, limit: int = 100) -> dict[str, list[str]]:
-    """Which identities went to train / val / test (omitted for a part with more than ``limit``)."""
+    """Which identities went to train / val / test (omitted for a part with more than ``limit``).
+
+    Where identities are named ``family/identity`` (Omniglot's ``alphabet/character``), each part's
+    families are listed too (``val_families`` …): they say how an artifact's split was made, which a
+    later measurement on its validation identities must rebuild.
+    """
     out = {}
     for part in ("train", "val", "test"):
         data = getattr(splits, part)
         names = sorted({data.class_names[int(c)] for c in np.unique(data.labels)})
         if len(names) <= limit:
             out[part] = names
+        if names and all("/" in n for n in names):
+            out[f"{part}_families"] = sorted({n.split("/")[0] for n in names})
     return out
 
 
