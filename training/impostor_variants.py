@@ -160,15 +160,13 @@ def select_on_validation(
     for fit_rows in _splits(val, how.by, seed, how.draws, how.fit_families):
         fit, test = val.subset(fit_rows), val.subset(~fit_rows)
         share = identity_share(test)
-        all_models = fit_variants(fit, names, probes, seed, share)
-        models = fitted(all_models)
-        for name in set(names) - set(models):
-            measured[name].append(math.nan)
+        models = fitted(fit_variants(fit, names, probes, seed, share))
         half = len(np.unique(test.labels)) // 2
         for n in sorted({min(k, half) for k in (10, 100, half)}):
             trials = open_set_trials(test, n, how.reps, thresholds_for(models, fpir, n), cal, seed + n)
-            for name, tally in trials.tallies.items():
-                measured[name].append(tally.summary()["fpir"])
+            for name in names:
+                tally = trials.tallies.get(name)
+                measured[name].append(tally.summary()["fpir"] if tally else math.nan)  # NaN: not fit
         sizes.append({"fit_identities": len(np.unique(fit.labels)), "measured_share": share, "max_n": half})
     score = {
         name: float(
