@@ -149,6 +149,5 @@ def existing_app(settings: Settings, app_name: str, route_prefix: str) -> tuple[
         raise BenchError(
             f"no Serve app {app_name!r} runs here (running: {', '.join(applications) or 'none'})"
         )
-    route = applications[app_name].route_prefix or "/"
-    url = f"http://{settings.serve.http_host}:{settings.serve.http_port}{route.rstrip('/')}"
+    url = f"http://{settings.serve.http_host}:{settings.serve.http_port}{route_prefix.rstrip('/')}"
     return url, serve.get_deployment_handle(PIPELINE_DEPLOYMENT, app_name=app_name)

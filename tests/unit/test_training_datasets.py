@@ -89,3 +89,19 @@ def test_omniglot_trains_on_background_and_tests_on_official_runs() -> None:
     assert splits.test.num_classes == 659
     assert len(splits.runs) == 20
     assert all(len(r.support) == 20 and len(r.queries) == 20 for r in splits.runs)
+
+
+@pytest.mark.skipif(
+    not (DATA_DIR / "omniglot" / "images_background.zip").is_file(),
+    reason=f"Omniglot zips absent from {DATA_DIR}",
+)
+def test_omniglot_validation_holds_out_ten_alphabets_including_the_five_older_artifacts_held_out() -> None:
+    from training.omniglot import VAL_ALPHABETS, load_omniglot_splits
+
+    def val_alphabets(n: int) -> set[str]:
+        splits = load_omniglot_splits(DATA_DIR / "omniglot", seed=0, with_test=False, val_alphabets=n)
+        return {splits.val.class_names[c].split("/")[0] for c in _classes(splits.val.labels)}
+
+    assert VAL_ALPHABETS == 10
+    assert len(val_alphabets(VAL_ALPHABETS)) == 10
+    assert val_alphabets(5) < val_alphabets(VAL_ALPHABETS)  # an older artifact's split is rebuilt exactly
