@@ -36,11 +36,14 @@ def digit_pngs() -> list[bytes]:
     return out
 
 
-def load_source(spec: str, limit: int = 4000) -> list[bytes]:
-    """Image files to send: ``digits``, a ``root/<identity>/<files>`` folder, or a zip of PNGs."""
+def load_source(spec: str, limit: int = 4000, datasets_dir: Path | None = None) -> list[bytes]:
+    """Image files to send: ``digits``, a ``root/<identity>/<files>`` folder, or a zip of PNGs (a relative
+    path that does not exist here is looked for under ``datasets_dir``)."""
     if spec == "digits":
         return digit_pngs()
     path = Path(spec).expanduser()
+    if not path.exists() and datasets_dir is not None and not path.is_absolute():
+        path = datasets_dir / path
     if path.suffix == ".zip":
         with zipfile.ZipFile(path) as zf:
             names = sorted(n for n in zf.namelist() if n.endswith(".png"))[:limit]
@@ -151,3 +154,95 @@ def existing_app(settings: Settings, app_name: str, route_prefix: str) -> tuple[
         )
     url = f"http://{settings.serve.http_host}:{settings.serve.http_port}{route_prefix.rstrip('/')}"
     return url, serve.get_deployment_handle(PIPELINE_DEPLOYMENT, app_name=app_name)
+
+
+#: ``--model face``: the served face tower (dlib's ResNet, calibrated on AT&T's non-test identities).
+FACE_MODEL = "face"
+
+
+def resolve_model(spec: str | None, settings: Settings, dataset: str = "digits") -> Path:
+    """An artifact directory for ``--model``: a path; ``face`` (the newest face artifact in the models
+    directory, exported from dlib's weights on first use); or none (a quick model of ``dataset``)."""
+    import tempfile
+
+    if spec is None:
+        from training.quick import train_quick
+
+        return train_quick(
+            Path(tempfile.mkdtemp(prefix="twinstream-bench-")), dataset, data_dir=settings.datasets_dir
+        )
+    if spec != FACE_MODEL:
+        path = Path(spec).expanduser()
+        if not (path / "manifest.json").is_file():
+            raise BenchError(f"{path} is not an artifact directory (no manifest.json)")
+        return path
+    import json
+
+    from twinstream.model.artifact import FORMAT_VERSION, MANIFEST_FILE
+    from twinstream.model.tower import FACE_RESNET
+
+    models = settings.paths.models_dir
+    for path in sorted(models.glob("v*/"), reverse=True):  # versions sort by time
+        manifest = json.loads((path / MANIFEST_FILE).read_text()) if (path / MANIFEST_FILE).is_file() else {}
+        if manifest.get("architecture") == FACE_RESNET and manifest.get("format_version") == FORMAT_VERSION:
+            return path
+    from training.pretrained import export_pretrained_face
+
+    if not (settings.datasets_dir / "att_faces").is_dir():
+        raise BenchError(f"--model face needs {settings.datasets_dir / 'att_faces'} to calibrate the tower")
+    return export_pretrained_face(settings.datasets_dir, models, faces=settings.faces)
+
+
+def raw_image_work(
+    model_dir: Path, settings: Settings, source: list[bytes], seconds: float
+) -> dict[str, Any]:
+    """The work of one image on one core of this process, nothing else: decode and cut (for a face tower,
+    detection and 5-point alignment) and the forward pass at batch 1 and 32, in ms per image; and what
+    all of the machine's cores would do at that cost, ``cores / (cut + forward at batch 32)`` images/s."""
+    import torch
+
+    from services.embedder.model import TowerEmbedder
+    from twinstream.contracts import ImageRequest, Op
+    from twinstream.images.face_finder import FaceFinders
+    from twinstream.images.prepared import prepare
+    from twinstream.images.preprocess import normalize
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        embedder = TowerEmbedder.from_dir(model_dir, threads=1)
+        spec = embedder.manifest.input
+        faces = FaceFinders(settings.faces).for_spec(spec)
+        requests = [ImageRequest(f"r{i}", Op.IDENTIFY, body, "raw") for i, body in enumerate(source[:64])]
+        prepare(requests[:2], spec, settings.limits, faces)  # warm-up: dlib's models load once
+        cut: list[float] = []
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            for request in requests:
+                t0 = time.perf_counter()
+                prepare([request], spec, settings.limits, faces)
+                cut.append(time.perf_counter() - t0)
+        batch, _ = prepare(requests[:32], spec, settings.limits, faces)
+        if len(batch.pixels) < 32:
+            raise BenchError(f"only {len(batch.pixels)} of 32 images had a usable {spec.kind} input")
+        x = normalize(batch.pixels, spec)
+        out: dict[str, Any] = {"cut_ms_per_image": 1000 * float(np.median(cut)), "kind": str(spec.kind)}
+        for size in (1, 32):
+            chunk = np.ascontiguousarray(x[:size])
+            embedder.embed(chunk)
+            forward: list[float] = []
+            start = time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                t0 = time.perf_counter()
+                embedder.embed(chunk)
+                forward.append(time.perf_counter() - t0)
+            out[f"forward_batch{size}_ms_per_image"] = 1000 * float(np.median(forward)) / size
+    finally:
+        torch.set_num_threads(threads)
+    cores = os.cpu_count() or 1
+    out["cores"] = cores
+    out["images_per_s_all_cores"] = (
+        cores * 1000 / (out["cut_ms_per_image"] + out["forward_batch32_ms_per_image"])
+    )
+    out["image_ms_batch1"] = out["cut_ms_per_image"] + out["forward_batch1_ms_per_image"]
+    return out

@@ -1,263 +1,284 @@
-"""Serving figures (not a test): HTTP and handle throughput and latency beside the raw forward pass.
+"""Serving figures (not a test): HTTP and handle throughput and latency beside the raw work per image.
 
-Deploys a separate bench app (``<app_name>-bench`` at ``/bench``, its own collections) to the running
-stack's Ray cluster, enrols a gallery, then measures for ``--seconds`` each:
+Deploys a bench app (``<app>-serve`` at ``/serve``, its own collections) to the running stack, or measures
+an app already running (``--app NAME --route /prefix``), enrols a gallery, then measures for ``--seconds``
+each, in one run:
 
-- HTTP identify at 1 and 32 concurrent clients (the API takes one image per request);
-- handle ``process`` with batches of 1 and 32 images (one caller, as an ingest worker does);
-- the raw batched forward pass of the same tower in this process, same thread count (batch 1 and 32);
-- Milvus search latency for 1 query per call vs 32 queries per call.
+- the raw work of one image in this process on one core: decode and cut (for a face model, detection
+  and 5-point alignment), and the tower's forward pass at batch 1 and 32;
+- HTTP identify with 1 and 32 concurrent clients (one image per request), p50/p99, and the machine's CPU
+  time per image while the 32 run;
+- HTTP at half the 32-client throughput, paced: the latency a user sees when the service is not saturated;
+- the pipeline handle with batches of 1 and 32 (as an ingest worker calls it).
 
-Every image sent is distinct (trailing bytes after PNG's end chunk), so the embedding cache never
-answers. Writes ``runs/bench/serve-<date>.json`` and ``.png`` and prints a table.
+Ratios against the raw figures on all of this machine's cores: ``raw images/s = cores / (cut + forward at
+batch 32)``. Every image is distinct (a trailer after its end), so the embedding cache never answers.
+``--model face`` measures the served face tower (`cli.bench.common.resolve_model`). Writes
+``serve-<tag>-<date>.json`` and ``.png`` into `cli.bench.results_dir`.
 
-    python bench/serve.py --model models/v2026...   # or without --model: trains a quick digits model
+    python -m cli.bench.serve --model face --images att_faces --tag face
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
-
-from cli.bench import results_dir
 
 os.environ.setdefault("RAY_AUTH_MODE", "token")  # before Ray is imported (the stack's head uses tokens)
 
 import httpx
 import numpy as np
 import typer
-from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
+from cli.bench import results_dir
+from cli.bench.common import (
+    DEPLOY_DEADLINE_S,
+    BenchError,
+    bench_settings,
+    deploy_with_deadline,
+    existing_app,
+    latency_stats,
+    load_source,
+    machine_busy_s,
+    raw_image_work,
+    resolve_model,
+    unique,
+)
 from twinstream.config import Settings, load_settings
 from twinstream.contracts import ImageRequest, Op
 
-RESULTS = results_dir()
 TENANT = "bench"
 app = typer.Typer(add_completion=False)
 
 
-def _images(count: int) -> list[bytes]:
-    from sklearn.datasets import load_digits
+class Messages:
+    """Distinct image bytes forever, cycling over the source."""
 
-    digits = load_digits().images
-    out = []
-    for i in range(count):
-        buf = io.BytesIO()
-        Image.fromarray((digits[i % len(digits)] * 15).astype(np.uint8), mode="L").save(buf, format="PNG")
-        out.append(buf.getvalue())
-    return out
-
-
-class Unique:
-    """Distinct image bytes forever: a digit PNG plus a counter after its end chunk."""
-
-    def __init__(self, images: list[bytes]) -> None:
-        self._images, self._n = images, 0
+    def __init__(self, source: list[bytes]) -> None:
+        self._source, self._n = source, 0
 
     def next(self) -> bytes:
         self._n += 1
-        return self._images[self._n % len(self._images)] + f"#{self._n}".encode()
+        return unique(self._source, 1, self._n)[0]
 
 
-def _stats(latencies: list[float], images: int, seconds: float) -> dict[str, float]:
-    lat = np.asarray(latencies) * 1000
-    return {
-        "images_per_s": images / seconds, "calls": len(latencies),
-        "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
-    }  # fmt: skip
-
-
-async def _http(url: str, unique: Unique, concurrency: int, seconds: float) -> dict[str, float]:
+async def http_load(
+    url: str, headers: dict[str, str], messages: Messages, concurrency: int, seconds: float, rate: float = 0.0
+) -> dict[str, float]:
+    """``concurrency`` clients posting identify requests for ``seconds`` (paced to ``rate``/s if given)."""
     latencies: list[float] = []
-    end = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=concurrency)
+    busy0 = machine_busy_s()
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        start = time.perf_counter()
+        end = start + seconds
+
+        async def one(body: bytes) -> None:
+            t0 = time.perf_counter()
+            answer = await client.post("/v1/identify", content=body, headers=headers)
+            if answer.status_code != 200:
+                raise BenchError(f"the app answered {answer.status_code}: {answer.text[:200]}")
+            latencies.append(time.perf_counter() - t0)
 
         async def worker() -> None:
             while time.perf_counter() < end:
-                t0 = time.perf_counter()
-                response = await client.post(
-                    "/v1/identify",
-                    content=unique.next(),
-                    headers={"Content-Type": "image/png", "X-Tenant": TENANT},
-                )
-                response.raise_for_status()
-                latencies.append(time.perf_counter() - t0)
+                await one(messages.next())
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        if rate > 0:  # paced: one request every 1/rate s, whatever the answers' latency
+            tasks = []
+            n = 0
+            while (now := time.perf_counter()) < end:
+                tasks.append(asyncio.create_task(one(messages.next())))
+                n += 1
+                await asyncio.sleep(max(0.0, start + n / rate - now))
+            await asyncio.gather(*tasks)
+        else:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
-    return _stats(latencies, len(latencies), elapsed)
+    stats = latency_stats(latencies, len(latencies), elapsed)
+    busy1 = machine_busy_s()
+    if busy0 is not None and busy1 is not None and latencies:
+        stats["cpu_ms_per_image"] = 1000 * (busy1 - busy0) / len(latencies)
+    return stats
 
 
-def _handle(handle: Any, unique: Unique, batch: int, seconds: float) -> dict[str, float]:
+def handle_load(handle: Any, messages: Messages, batch: int, seconds: float) -> dict[str, float]:
     latencies: list[float] = []
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         requests = [
-            ImageRequest(f"b{time.time_ns()}-{i}", Op.IDENTIFY, unique.next(), TENANT) for i in range(batch)
+            ImageRequest(f"b{time.time_ns()}-{i}", Op.IDENTIFY, messages.next(), TENANT) for i in range(batch)
         ]
         t0 = time.perf_counter()
         handle.process.remote(requests).result()
         latencies.append(time.perf_counter() - t0)
-    return _stats(latencies, batch * len(latencies), time.perf_counter() - start)
+    return latency_stats(latencies, batch * len(latencies), time.perf_counter() - start)
 
 
-def _forward(model_dir: Path, threads: int, batch: int, seconds: float) -> dict[str, float]:
-    from services.embedder.model import TowerEmbedder
-    from twinstream.images.decode import decode_image
-    from twinstream.images.preprocess import preprocess_batch
-
-    embedder = TowerEmbedder.from_dir(model_dir, threads=threads)
-    spec = embedder.manifest.input
-    imgs = [decode_image(b, Settings().limits) for b in _images(batch)]
-    x = preprocess_batch(imgs, spec).numpy()
-    embedder.embed(x)  # warm-up
-    latencies: list[float] = []
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        t0 = time.perf_counter()
-        embedder.embed(x)
-        latencies.append(time.perf_counter() - t0)
-    return _stats(latencies, batch * len(latencies), time.perf_counter() - start)
-
-
-def _milvus(settings: Settings, collection: str, dim: int, calls: int = 20) -> dict[str, dict[str, float]]:
-    from services.gallery.client import connect_with
-    from services.gallery.milvus_gallery import MilvusGallery
-
-    gallery = MilvusGallery(connect_with(settings.milvus), collection, settings.milvus.search_params)
-    rng = np.random.default_rng(0)
-    out = {}
-    for batch in (1, 32):
-        latencies = []
-        for _ in range(calls):
-            q = rng.normal(size=(batch, dim)).astype(np.float32)
-            t0 = time.perf_counter()
-            gallery.search(TENANT, q / np.linalg.norm(q, axis=1, keepdims=True), top_k=5)
-            latencies.append(time.perf_counter() - t0)
-        stats = _stats(latencies, batch * calls, sum(latencies))
-        out[f"search_batch{batch}"] = {**stats, "ms_per_query": stats["p50_ms"] / batch}
-    return out
-
-
-def _deploy(settings: Settings, model_dir: Path, subjects: int) -> tuple[str, Any, str, int]:
-    from ray import serve
-
-    from services.app import PIPELINE_DEPLOYMENT, deploy
-    from services.gallery.names import collection_name
-    from twinstream.model.artifact import load_artifact
-
-    url = deploy(settings, model_dir)
-    handle = serve.get_deployment_handle(PIPELINE_DEPLOYMENT, app_name=settings.serve.app_name)
-    manifest = load_artifact(model_dir).manifest
-    images = _images(subjects)
-    enrol = [ImageRequest(f"e{i}", Op.ENROLL, img, TENANT, f"s{i}") for i, img in enumerate(images)]
-    handle.process.remote(enrol).result()
-    collection = collection_name(settings.milvus.collection_prefix, manifest.version)
-    return url, handle, collection, manifest.embedding_dim
-
-
-def _bench_settings() -> Settings:
-    base = load_settings()
-    return base.model_copy(
-        update={
-            "serve": base.serve.model_copy(
-                update={"app_name": f"{base.serve.app_name}-bench", "route_prefix": "/bench"}
-            ),
-            "milvus": base.milvus.model_copy(update={"collection_prefix": "bench"}),
-        }
-    )
-
-
-def _write(result: dict[str, Any]) -> tuple[Path, Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"serve-{time.strftime('%Y-%m-%d')}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    rows = result["served"] | result["raw_forward"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    ax1.barh(list(rows), [r["images_per_s"] for r in rows.values()], color="tab:blue")
-    ax1.set_xlabel("images / s")
-    ax1.set_title("throughput")
-    served = result["served"]
-    y = np.arange(len(served))
-    ax2.barh(y - 0.2, [r["p50_ms"] for r in served.values()], 0.4, label="p50")
-    ax2.barh(y + 0.2, [r["p99_ms"] for r in served.values()], 0.4, label="p99")
-    ax2.set_yticks(y, list(served))
-    ax2.set_xlabel("latency per call (ms)")
-    ax2.legend()
-    fig.suptitle(f"twinstream serving · {result['machine']} · model {result['model_version']}")
-    fig.tight_layout()
-    fig.savefig(stem.with_suffix(".png"), dpi=110)
-    return stem.with_suffix(".json"), stem.with_suffix(".png")
-
-
-def _print(result: dict[str, Any], console: Console) -> None:
-    table = Table("scenario", "images/s", "p50 ms", "p99 ms", "× raw forward (batch 32)")
-    raw = result["raw_forward"]["forward_batch32"]["images_per_s"]
-    for name, r in (result["served"] | result["raw_forward"] | result["milvus"]).items():
-        ratio = f"{r['images_per_s'] / raw:.3f}" if name in result["served"] else ""
-        table.add_row(name, f"{r['images_per_s']:.1f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", ratio)
-    console.print(table)
+def _enrol(handle: Any, source: list[bytes], subjects: int) -> None:
+    requests = [
+        ImageRequest(f"e{i}", Op.ENROLL, body, TENANT, f"s{i}")
+        for i, body in enumerate(unique(source, subjects))
+    ]
+    for start in range(0, len(requests), 64):
+        handle.process.remote(requests[start : start + 64]).result()
 
 
 @app.command()
 def main(
     model: Annotated[
-        Path | None, typer.Option(help="artifact directory (default: train a quick digits model)")
+        str | None, typer.Option(help="artifact directory, or 'face' (default: a quick digits model)")
     ] = None,
+    images: Annotated[
+        str, typer.Option(help="digits | a folder of images | a zip of PNGs (relative: under the data sets)")
+    ] = "digits",
     seconds: Annotated[float, typer.Option(help="measuring time per scenario")] = 8.0,
     subjects: Annotated[int, typer.Option(help="subjects enrolled in the bench gallery")] = 200,
+    app_name: Annotated[str | None, typer.Option("--app", help="measure this running app instead")] = None,
+    route: Annotated[str, typer.Option(help="with --app: its route prefix")] = "/",
+    tag: Annotated[str, typer.Option(help="name of this run's files")] = "",
+    deadline: Annotated[
+        float, typer.Option(help="seconds the bench app may take to start before the bench says why not")
+    ] = DEPLOY_DEADLINE_S,
 ) -> None:
-    """Deploy a bench app, measure, write JSON + PNG, print the table."""
+    """Measure serving beside the raw work; write JSON + PNG; print the table and the ratios."""
+    console = Console()
+    try:
+        stem = run(
+            load_settings(), model, images, seconds=seconds, subjects=subjects, app_name=app_name,
+            route=route, tag=tag, deadline_s=deadline, console=console,
+        )  # fmt: skip
+    except BenchError as exc:
+        console.print(f"bench serve: {exc}", style="red", markup=False)
+        raise typer.Exit(2) from None
+    console.print(f"wrote {stem.with_suffix('.json')} and .png")
+
+
+def run(
+    base: Settings,
+    model: str | None,
+    images: str,
+    *,
+    seconds: float,
+    subjects: int,
+    app_name: str | None = None,
+    route: str = "/",
+    tag: str = "",
+    deadline_s: float = DEPLOY_DEADLINE_S,
+    console: Console | None = None,
+) -> Path:
+    """The bench (see the module docstring); returns the stem of the JSON and PNG it wrote.
+
+    Raises:
+        BenchError: The bench app did not start within ``deadline_s`` (the message says why), ``--app``
+            names no running app or comes without ``--model``, or the images cannot be read.
+    """
     from ray import serve
 
-    settings = _bench_settings()
-    if model is None:
-        from training.quick import train_quick
+    from services.deployments import PIPELINE_DEPLOYMENT
 
-        model = train_quick(Path(tempfile.mkdtemp(prefix="twinstream-bench-")))
-    url, handle, collection, dim = _deploy(settings, model, subjects)
-    unique = Unique(_images(512))
+    settings = bench_settings(base, "serve")
+    if app_name and model is None:
+        raise BenchError("with --app, name the app's model with --model: the raw figures need its tower")
+    model_dir = resolve_model(model, base)
+    source = load_source(images, limit=2000, datasets_dir=base.datasets_dir)
+    if app_name:
+        url, handle = existing_app(base, app_name, route)
+    else:
+        url = deploy_with_deadline(settings, model_dir, deadline_s)
+        handle = serve.get_deployment_handle(PIPELINE_DEPLOYMENT, app_name=settings.serve.app_name)
+    headers = {"X-Tenant": TENANT, **_auth_header(base)}
     try:
+        _enrol(handle, source, subjects)
+        messages = Messages(source)
         served = {
-            "http_concurrency1": asyncio.run(_http(url, unique, 1, seconds)),
-            "http_concurrency32": asyncio.run(_http(url, unique, 32, seconds)),
-            "handle_batch1": _handle(handle, unique, 1, seconds),
-            "handle_batch32": _handle(handle, unique, 32, seconds),
+            "http_concurrency1": asyncio.run(http_load(url, headers, messages, 1, seconds)),
+            "http_concurrency32": asyncio.run(http_load(url, headers, messages, 32, seconds)),
         }
-        milvus = _milvus(settings, collection, dim)
+        half = served["http_concurrency32"]["images_per_s"] / 2
+        served["http_half_load"] = asyncio.run(http_load(url, headers, messages, 64, seconds, rate=half))
+        served["handle_batch1"] = handle_load(handle, messages, 1, seconds)
+        served["handle_batch32"] = handle_load(handle, messages, 32, seconds)
     finally:
-        serve.delete(settings.serve.app_name)
-    threads = settings.serve.threads_per_replica
-    raw = {f"forward_batch{b}": _forward(model, threads, b, seconds) for b in (1, 32)}
-    raw_batch32 = raw["forward_batch32"]["images_per_s"]
+        if not app_name:
+            serve.delete(settings.serve.app_name)
+    raw = raw_image_work(model_dir, settings, source, min(seconds, 5.0))
     result = {
-        "machine": f"{platform.machine()} · {os.cpu_count()} CPUs", "at": time.strftime("%F %T"),
-        "load_average_1m_5m_15m": os.getloadavg(),
-        "model_version": model.name, "gallery_subjects": subjects, "seconds_per_scenario": seconds,
-        "serve": settings.serve.model_dump(exclude={"api_keys"}), "served": served, "raw_forward": raw,
-        "milvus": milvus,
-        "ratio_served_to_raw": {k: v["images_per_s"] / raw_batch32 for k, v in served.items()},
+        "machine": f"{platform.machine()} · {raw['cores']} CPUs", "at": time.strftime("%F %T"),
+        "load_average_1m_5m_15m": os.getloadavg(), "model": str(model_dir), "images": images,
+        "app": app_name or settings.serve.app_name, "gallery_subjects": subjects,
+        "seconds_per_scenario": seconds, "served": served, "raw": raw,
+        "ratios": {
+            "http_concurrency32_to_raw": served["http_concurrency32"]["images_per_s"]
+            / raw["images_per_s_all_cores"],
+            "http_half_load_p99_to_raw_image_time": served["http_half_load"]["p99_ms"]
+            / raw["image_ms_batch1"],
+        },
     }  # fmt: skip
-    paths = _write(result)
-    console = Console()
-    _print(result, console)
-    console.print(f"wrote {paths[0]} and {paths[1]}")
+    stem = results_dir() / f"serve-{tag + '-' if tag else ''}{time.strftime('%Y-%m-%d')}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    _png(result, stem.with_suffix(".png"))
+    _print(result, console or Console())
+    return stem
+
+
+def _auth_header(settings: Settings) -> dict[str, str]:
+    """A bearer key for the bench tenant when the app checks keys: ``TWINSTREAM_API_KEY``, else a
+    configured key of the bench tenant or of every tenant (``*``)."""
+    key = os.environ.get("TWINSTREAM_API_KEY")
+    if key is None:
+        key = next((k for k, t in settings.serve.api_keys.items() if t in (TENANT, "*")), None)
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _print(result: dict[str, Any], console: Console) -> None:
+    table = Table("scenario", "images/s", "p50 ms", "p99 ms", "CPU ms/image")
+    for name, r in result["served"].items():
+        cpu = f"{r['cpu_ms_per_image']:.2f}" if "cpu_ms_per_image" in r else ""
+        table.add_row(name, f"{r['images_per_s']:.1f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", cpu)
+    console.print(table)
+    raw = result["raw"]
+    console.print(
+        f"raw, one core: cut {raw['cut_ms_per_image']:.2f} ms/image, "
+        f"forward {raw['forward_batch1_ms_per_image']:.2f} "
+        f"(batch 1) / {raw['forward_batch32_ms_per_image']:.2f} (batch 32) ms/image → "
+        f"{raw['images_per_s_all_cores']:.0f} images/s on all cores"
+    )
+    for name, value in result["ratios"].items():
+        console.print(f"{name}: {value:.3f}")
+
+
+def _png(result: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    served = result["served"]
+    names = list(served)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    ax1.barh(names, [served[n]["images_per_s"] for n in names], color="tab:blue")
+    ax1.axvline(result["raw"]["images_per_s_all_cores"], color="grey", ls=":", label="raw, all cores")
+    ax1.set_xlabel("images / s")
+    ax1.legend()
+    y = np.arange(len(names))
+    ax2.barh(y - 0.2, [served[n]["p50_ms"] for n in names], 0.4, label="p50")
+    ax2.barh(y + 0.2, [served[n]["p99_ms"] for n in names], 0.4, label="p99")
+    ax2.set_yticks(y, names)
+    ax2.set_xscale("log")
+    ax2.set_xlabel("latency (ms)")
+    ax2.legend()
+    fig.suptitle(f"twinstream serving · {result['machine']} · {Path(result['model']).name}")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -7,17 +7,17 @@ Against the running stack (`twinstream stack up`), in one run:
   worker(s) through the Serve app (first image's Kafka timestamp → last result's Kafka timestamp);
 - end-to-end latency p50/p99 (image record timestamp → result record timestamp), publishing at half the
   measured throughput so queueing does not dominate;
-- the raw batched forward pass of the same tower in this process, same thread count (batch 32 and the
-  poll size), and the ratio pipeline / raw (bar ≥ 0.5, goal 0.8).
+- the raw work of the same images in this process (`cli.bench.common.raw_image_work`: decode, cut —
+  detection and alignment for a face tower — and the forward at batch 32, scaled to every core), and the
+  ratio pipeline / raw.
 
-Writes ``runs/bench/stream-<date>.json`` and ``.png`` and prints a table.
+Writes ``stream-<date>-<tag>.json`` and ``.png`` into `cli.bench.results_dir` and prints a table.
 
-    python -m cli.bench.stream --model models/v2026...   # or without --model: trains a quick digits model
+    python -m cli.bench.stream --model face --dataset att-faces   # or --model DIR; none: a quick model
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
@@ -27,7 +27,6 @@ import tempfile
 import time
 import urllib.request
 import uuid
-import zipfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,59 +37,20 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")  # before Ray is imported (the s
 import numpy as np
 import typer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
+from cli.bench.common import BenchError, load_source, machine_busy_s, raw_image_work, resolve_model, unique
 from twinstream.codec import decode_result
 from twinstream.config import Settings, load_settings, write_settings_file
 from twinstream.contracts import ImageRequest, Op
 
 RESULTS = results_dir()
-DATA_DIR = Path(os.environ.get("TWINSTREAM_DATA_DIR", "../shared/datasets"))
-#: Images each data set's quick model is benchmarked on.
-DATASET_IMAGES = {
-    "digits": "digits",
-    "att-faces": str(DATA_DIR / "att_faces"),
-    "omniglot": str(DATA_DIR / "omniglot" / "images_evaluation.zip"),
-}
+#: Images each data set is benchmarked on, under the settings' data sets directory.
+DATASET_IMAGES = {"digits": "digits", "att-faces": "att_faces", "omniglot": "omniglot/images_evaluation.zip"}
 TENANT = "sbench"
 app = typer.Typer(add_completion=False)
-
-
-def digit_pngs() -> list[bytes]:
-    """scikit-learn's 1,797 digits as 8x8 PNGs (the quick digits model's data)."""
-    from sklearn.datasets import load_digits
-
-    out = []
-    for digit in load_digits().images:
-        buf = io.BytesIO()
-        Image.fromarray((digit * 15).astype(np.uint8), mode="L").save(buf, format="PNG")
-        out.append(buf.getvalue())
-    return out
-
-
-def load_source(spec: str, limit: int = 4000) -> list[bytes]:
-    """Image files to publish: ``digits``, a ``root/<identity>/<files>`` folder, or a zip of PNGs."""
-    if spec == "digits":
-        return digit_pngs()
-    path = Path(spec).expanduser()
-    if path.suffix == ".zip":
-        with zipfile.ZipFile(path) as zf:
-            names = sorted(n for n in zf.namelist() if n.endswith(".png"))[:limit]
-            return [zf.read(n) for n in names]
-    suffixes = {".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-    files = sorted(f for f in path.rglob("*") if f.suffix.lower() in suffixes and not f.name.startswith("."))
-    if not files:
-        raise typer.BadParameter(f"no image files under {path}")
-    return [f.read_bytes() for f in files[:limit]]
-
-
-def images(source: list[bytes], count: int, start: int = 0) -> list[bytes]:
-    """``count`` distinct messages cycling over ``source`` (a unique trailer after the image's end keeps
-    the embedding cache from answering: every message is embedded)."""
-    return [source[i % len(source)] + f"#{uuid.uuid4().hex}".encode() for i in range(start, start + count)]
 
 
 def _stats(values_s: list[float]) -> dict[str, float]:
@@ -285,16 +245,6 @@ def _publish(
     return ids, ends, acked_ms
 
 
-def machine_busy_s() -> float | None:
-    """CPU seconds the whole machine has spent busy (not idle or waiting for I/O), from /proc/stat."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 def _embed_stage_rate(timings: list[tuple[float, float, float, float]]) -> float:
     """Images per second of the pipeline's embed stage (cache lookups + the embedder call), counting each
     pipeline call once: the results of one call share its (embed, total) seconds."""
@@ -313,7 +263,7 @@ def end_to_end(settings: Settings, log: ResultLog, source: list[bytes], count: i
     the cores while it runs; a production producer does not). The rate over the whole run, from the
     first image's timestamp, is kept beside it.
     """
-    backlog, ends, published_ms = _publish(settings, images(source, count), "backlog")
+    backlog, ends, published_ms = _publish(settings, unique(source, count), "backlog")
     busy_before = machine_busy_s()
     wait_drained(settings, ends, 600)
     busy_after = machine_busy_s()
@@ -326,7 +276,7 @@ def end_to_end(settings: Settings, log: ResultLog, source: list[bytes], count: i
         raise RuntimeError("the backlog drained while it was being published: raise --images")
     rate = after / ((last_out - published_ms) / 1000)
     drain_cpu_s = None if busy_before is None or busy_after is None else busy_after - busy_before
-    paced, ends, _ = _publish(settings, images(source, min(count, int(rate * 10)) or 1, 7), "paced", rate / 2)
+    paced, ends, _ = _publish(settings, unique(source, min(count, int(rate * 10)) or 1, 7), "paced", rate / 2)
     wait_drained(settings, ends, 300)
     log.collect(paced)
     latencies = [(out - src) / 1000 for out, src in log.seen(paced).values()]
@@ -354,26 +304,6 @@ def end_to_end(settings: Settings, log: ResultLog, source: list[bytes], count: i
             )
         ),
     }
-
-
-def raw_forward(
-    model_dir: Path, source: list[bytes], threads: int, batch: int, seconds: float = 6.0
-) -> dict[str, float]:
-    """The tower alone on pre-processed tensors: images/s at ``batch``."""
-    from services.embedder.model import TowerEmbedder
-    from twinstream.images.decode import decode_image
-    from twinstream.images.preprocess import preprocess_batch
-
-    embedder = TowerEmbedder.from_dir(model_dir, threads=threads)
-    x = preprocess_batch(
-        [decode_image(b, Settings().limits) for b in images(source, batch)], embedder.manifest.input
-    )
-    embedder.embed(x.numpy())
-    calls, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        embedder.embed(x.numpy())
-        calls += 1
-    return {"images_per_s": batch * calls / (time.perf_counter() - t0), "batch": batch, "threads": threads}
 
 
 def bench_settings(name: str, poll: int | None, replicas: int | None) -> Settings:
@@ -424,7 +354,7 @@ def deploy(settings: Settings, model_dir: Path, source: list[bytes], subjects: i
     handle = serve.get_deployment_handle(PIPELINE_DEPLOYMENT, app_name=settings.serve.app_name)
     enrol = [
         ImageRequest(f"e{i}", Op.ENROLL, img, TENANT, f"s{i}")
-        for i, img in enumerate(images(source, subjects))
+        for i, img in enumerate(unique(source, subjects))
     ]
     handle.process.remote(enrol).result()
 
@@ -441,7 +371,7 @@ def write(result: dict[str, Any], tag: str = "") -> tuple[Path, Path]:
     e2e, kafka = result["end_to_end"], result["kafka_python"]
     bars = {
         "stream end-to-end": e2e["images_per_s"],
-        **{f"raw forward b{r['batch']} t{r['threads']}": r["images_per_s"] for r in result["raw_forward"]},
+        "raw (cut + forward), all cores": result["raw"]["images_per_s_all_cores"],
         "kafka-python consume": kafka["consume_msgs_per_s"],
         "kafka-python produce": kafka["produce_msgs_per_s"],
     }
@@ -449,10 +379,7 @@ def write(result: dict[str, Any], tag: str = "") -> tuple[Path, Path]:
     ax1.barh(list(bars), list(bars.values()), color="tab:blue")
     ax1.set_xscale("log")
     ax1.set_xlabel("images (messages) / s, log scale")
-    ax1.set_title(
-        f"pipeline/raw = {result['ratio_pipeline_to_raw']:.2f} (replica threads), "
-        f"{result['ratio_pipeline_to_raw_all_cores']:.2f} (all cores)"
-    )
+    ax1.set_title(f"pipeline / raw (all cores) = {result['ratio_pipeline_to_raw']:.2f}")
     lat = {
         "paced p50": e2e["latency"]["p50_ms"],
         "paced p99": e2e["latency"]["p99_ms"],
@@ -488,15 +415,15 @@ def show(result: dict[str, Any], console: Console) -> None:
     table.add_row(
         "latency p50 / p99 (paced)", f"{e2e['latency']['p50_ms']:.0f} / {e2e['latency']['p99_ms']:.0f} ms"
     )
-    for r in result["raw_forward"]:
-        table.add_row(
-            f"raw forward batch {r['batch']}, {r['threads']} thread(s)", f"{r['images_per_s']:.1f} images/s"
-        )
+    raw = result["raw"]
     table.add_row(
-        "pipeline / best raw (replica threads)", f"{result['ratio_pipeline_to_raw']:.3f} (bar 0.5, goal 0.8)"
+        "raw per image, one core",
+        f"cut {raw['cut_ms_per_image']:.2f} ms + forward "
+        f"{raw['forward_batch32_ms_per_image']:.2f} ms (batch 32)",
     )
-    table.add_row("pipeline / best raw (all cores)", f"{result['ratio_pipeline_to_raw_all_cores']:.3f}")
-    table.add_row("served embed stage / best raw", f"{result['ratio_served_embed_to_raw']:.3f}")
+    table.add_row("raw, all cores", f"{raw['images_per_s_all_cores']:.1f} images/s")
+    table.add_row("pipeline / raw (all cores)", f"{result['ratio_pipeline_to_raw']:.3f} (goal 0.8)")
+    table.add_row("served embed stage / raw", f"{result['ratio_served_embed_to_raw']:.3f}")
     table.add_row(
         "kafka-python produce",
         f"{kafka['produce_msgs_per_s']:.0f} msg/s ({kafka['produce_mb_per_s']:.1f} MB/s)",
@@ -517,7 +444,7 @@ def show(result: dict[str, Any], console: Console) -> None:
 @app.command()
 def main(
     model: Annotated[
-        Path | None, typer.Option(help="artifact directory (default: a quick model of --dataset)")
+        str | None, typer.Option(help="artifact directory or 'face' (default: a quick model of --dataset)")
     ] = None,
     dataset: Annotated[
         str, typer.Option(help="digits | att-faces | omniglot: quick model and images when not given")
@@ -543,7 +470,6 @@ def main(
     """Deploy a bench app, run the ingest workers, measure, write JSON + PNG, print the table."""
     if dataset not in DATASET_IMAGES:
         raise typer.BadParameter(f"--dataset must be one of {sorted(DATASET_IMAGES)}")
-    images_from = images_from or DATASET_IMAGES[dataset]
     tag = dataset if tag is None else tag
     from ray import serve
 
@@ -562,17 +488,22 @@ def main(
             f"{name}.raw": k.partitions,
         },
     )
-    if model is None:
-        from training.quick import train_quick
-
-        model = train_quick(Path(tempfile.mkdtemp(prefix="twinstream-bench-")), dataset, data_dir=DATA_DIR)
-    source = load_source(images_from)
-    kafka = kafka_rates(settings, f"{name}.raw", images(source, count))
-    deploy(settings, model, source, subjects)
+    if images_from is None:
+        images_from = (
+            "digits" if dataset == "digits" else str(settings.datasets_dir / DATASET_IMAGES[dataset])
+        )
+    try:
+        model_dir = resolve_model(model, settings, dataset)
+        source = load_source(images_from)
+    except BenchError as exc:
+        Console().print(f"bench stream: {exc}", style="red", markup=False)
+        raise typer.Exit(2) from None
+    kafka = kafka_rates(settings, f"{name}.raw", unique(source, count))
+    deploy(settings, model_dir, source, subjects)
     log = ResultLog(settings)
     pool = Workers(settings, workers)
     try:
-        warm, ends, _ = _publish(settings, images(source, 4 * poll, 3), "warm")
+        warm, ends, _ = _publish(settings, unique(source, 4 * poll, 3), "warm")
         wait_drained(settings, ends, 180)
         if not log.collect(warm):
             raise RuntimeError("the ingest workers did not answer the warm-up images")
@@ -582,19 +513,14 @@ def main(
         pool.stop()
         log.close()
         serve.delete(settings.serve.app_name)
-    threads = settings.serve.threads_per_replica * settings.serve.replicas
-    manifest = json.loads((model / "manifest.json").read_text())
-    cores = os.cpu_count() or 1
-    raw = [raw_forward(model, source, t, b) for t in sorted({threads, cores}) for b in sorted({32, poll})]
-    # Headline: the forward with the threads the pipeline gives the model (its embedder replicas);
-    # beside it, the forward on every core of the machine.
-    best_raw = max(r["images_per_s"] for r in raw if r["threads"] == threads)
-    best_all_cores = max(r["images_per_s"] for r in raw if r["threads"] == cores)
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    # Raw: decode + cut (detection and alignment for faces) + forward at batch 32, on every core.
+    raw = raw_image_work(model_dir, settings, source, 5.0)
     result = {
         "machine": f"{platform.machine()} · {os.cpu_count()} CPUs",
         "at": time.strftime("%F %T"),
         "load_average_1m_5m_15m": os.getloadavg(),
-        "model_version": model.name,
+        "model_version": model_dir.name,
         "model": {k: manifest[k] for k in ("dataset", "architecture", "embedding_dim", "input")}
         | {"test_time_views": 9 if manifest.get("test_time_shifts") else 1},
         "images_from": images_from,
@@ -604,14 +530,13 @@ def main(
         "serve": settings.serve.model_dump(exclude={"api_keys"}),
         "kafka_python": kafka,
         "end_to_end": e2e,
-        "raw_forward": raw,
-        "ratio_pipeline_to_raw": e2e["images_per_s"] / best_raw,
-        "ratio_pipeline_to_raw_all_cores": e2e["images_per_s"] / best_all_cores,
+        "raw": raw,
+        "ratio_pipeline_to_raw": e2e["images_per_s"] / raw["images_per_s_all_cores"],
         "worker_stage_seconds": {k: v for k, v in stages.items() if k not in ("batches", "records")},
         "worker_batches": int(stages.get("batches", 0)),
         "worker_images": int(stages.get("records", 0)),
         # The served embedding path alone (cache lookups + the embedder call, queueing included) vs raw.
-        "ratio_served_embed_to_raw": e2e["embed_stage_images_per_s"] / best_raw,
+        "ratio_served_embed_to_raw": e2e["embed_stage_images_per_s"] / raw["images_per_s_all_cores"],
     }
     paths = write(result, tag)
     console = Console()
