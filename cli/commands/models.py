@@ -232,6 +232,26 @@ def init_log() -> None:
     console.print(f"enrolment log {k.enrolments_topic}: {k.configs_of(k.enrolments_topic)}")
 
 
+@app.command("recalibrate")
+def recalibrate_command(
+    model: Annotated[
+        Path, typer.Option(help="artifact directory (any format version)", exists=True, file_okay=False)
+    ],
+    out: Annotated[Path | None, typer.Option(help="models directory (default: paths.models_dir)")] = None,
+    target_far: Annotated[float, typer.Option(help="false accept rate of the default verify point")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="the identity split's seed (use the training seed)")] = 0,
+) -> None:
+    """A new version with the same weights, calibrated and evaluated again on the artifact's data set."""
+    from training.recalibrate import recalibrate
+
+    settings = settings_or_exit()
+    path = recalibrate(
+        model.resolve(), settings.datasets_dir, (out or settings.paths.models_dir).resolve(),
+        target_far=target_far, seed=seed,
+    )  # fmt: skip
+    typer.echo(f"artifact: {path}")
+
+
 @app.command("pretrained")
 def pretrained(
     kind: Annotated[str, typer.Argument(help="face: dlib's face ResNet (128-d, aligned 150×150 chips)")],

@@ -94,7 +94,7 @@ class Manifest:
             if raw.get("format_version") != FORMAT_VERSION:
                 raise ArtifactError(
                     f"artifact format {raw.get('format_version')} is not {FORMAT_VERSION}: "
-                    "train again or export with `twinstream models pretrained` (calibration changed)"
+                    "calibrate its weights again with `twinstream models recalibrate --model DIR`"
                 )
             raw["input"] = InputSpec(**raw["input"])
             raw["calibration"] = ScoreCalibration.from_dict(raw["calibration"])
