@@ -46,3 +46,26 @@ def test_the_exported_tower_embeds_with_the_configured_test_time_shifts(tmp_path
     assert result.exit_code == 0, result.output
     # eval rebuilds the tower from the manifest, views included, and finds the metrics export found
     assert abs(json.loads(out.read_text())["metrics"]["auc"] - loaded.manifest.metrics["auc"]) < 1e-6
+
+
+def test_recalibrate_writes_a_new_version_of_the_same_weights_refusing_altered_ones(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from training.recalibrate import recalibrate
+    from twinstream.model.artifact import ArtifactError
+
+    path = train_quick(tmp_path / "a", "digits", epochs=2, seed=0)
+    old = json.loads((path / "manifest.json").read_text())
+    again = recalibrate(path, Path("../shared/datasets"), tmp_path / "b")
+    new = json.loads((again / "manifest.json").read_text())
+    assert new["version"] != old["version"]
+    before, after = load_file(str(path / "tower.safetensors")), load_file(str(again / "tower.safetensors"))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((again / "metrics.json").read_text())["recalibrated_from"] == old["version"]
+    assert new["calibration"] == old["calibration"]  # same weights, data and seed: the same fit
+    load_artifact(again)
+
+    (path / "tower.safetensors").write_bytes((path / "tower.safetensors").read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(ArtifactError, match="do not match its manifest"):
+        recalibrate(path, Path("../shared/datasets"), tmp_path / "c")
