@@ -4,15 +4,23 @@ A switch, in this order:
 
 1. refuse a version that is not registered or whose collection is not complete (no re-index of it has
    reached the log's end yet);
-2. catch it up: re-index it to the log's end now (enrolments logged since its last run);
-3. note the log's end offsets (everything up to there is in the outgoing version's collection: the
+2. have the serving side load both versions, the outgoing one still answering (``deploy``:
+   ``services.app.deploy_versions``, injected). First, because a redeploy takes seconds to tens of
+   seconds, and every enrolment the outgoing version takes meanwhile would be missing from the new
+   version's collection from the pointer move until step 7;
+3. catch it up: re-index it to the log's end now (enrolments logged since its last run, the deploy's
+   included), so that only what is logged in the instants before step 5 is left to step 7;
+4. note the log's end offsets (everything up to there is in the outgoing version's collection: the
    pipeline wrote it there before logging it);
-4. have the serving side load both versions (``deploy``: ``services.app.deploy_versions``, injected);
 5. move both pointers atomically (`registry.switch_live`) and the alias ``<prefix>_live`` to its collection;
-6. record step 3's offsets as the outgoing version's re-index progress (a later rollback to it only
+6. record step 4's offsets as the outgoing version's re-index progress (a later rollback to it only
    replays what was enrolled after the switch);
 7. after ``lifecycle.switch_grace_s`` (batches that read the old pointer finish), catch the new version
    up once more: enrolments the old version's replicas logged during the switch.
+
+An enrolment answered by the outgoing version in the instants before the pointer moves reaches the new
+version's collection at step 7, so it may be unknown to the new version for up to the grace plus one
+catch-up (tests/system/lifecycle/test_switch_under_traffic.py verifies subjects 5 s after enrolment).
 
 The serving side (`services.api.served`) reads the live pointer once per batch.
 """
@@ -46,8 +54,9 @@ from twinstream.config import Settings
 class DeployVersions(Protocol):
     """Deploy the Serve app holding ``model_dirs`` (the first is its default), ``live`` answering.
 
-    ``services.app.deploy_versions`` (it also moves the live pointer itself once every replica holds
-    every version; `Switchboard` then sets both pointers again, atomically, with the previous one).
+    ``services.app.deploy_versions`` (it points the live pointer at ``live`` once every replica holds
+    every version). `Switchboard` deploys with the outgoing version still live, then moves both pointers
+    itself, atomically, once the new version is caught up.
     """
 
     def __call__(self, settings: Settings, model_dirs: Sequence[Path | str], live: str) -> object: ...
@@ -137,12 +146,12 @@ class Switchboard:
         current = live_version(self._client, self._keys)
         if current == version:
             raise SwitchError(f"{version} is live already")
-        before = self._catch_up(entry)
-        end = self._offsets.end()
         if self._deploy is not None:
             outgoing = self.registry.get(current) if current else None
             dirs = [Path(entry.artifact), *([Path(outgoing.artifact)] if outgoing else [])]
-            self._deploy(self._settings, dirs, version)
+            self._deploy(self._settings, dirs, current or version)  # both loaded, the old one answering
+        before = self._catch_up(entry)
+        end = self._offsets.end()
         switch_live(self._client, version, current, self._keys)
         former = current
         alias = live_alias(self._settings)

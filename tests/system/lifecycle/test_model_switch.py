@@ -26,7 +26,7 @@ pytestmark = pytest.mark.system
 
 
 class DeployStandIn:
-    """What `services.app.deploy_versions` does, without Ray: record the versions, move the live pointer."""
+    """What `services.app.deploy_versions` does, without Ray: record the versions, set the live pointer."""
 
     def __init__(self, client: redis.Redis, keys: RegistryKeys) -> None:
         self.calls: list[tuple[list[Path], str]] = []
@@ -98,12 +98,13 @@ def test_promote_refuses_until_complete_then_switches_catches_up_and_rollback_re
     assert (second.live, second.previous) == (b, a)
     assert second.caught_up_before == 3 and second.caught_up_after == 0  # B caught up before serving
     assert previous_version(clients.redis, keys) == a and _alias_target(clients) == second.collection
-    assert deploy.calls[-1] == ([dir_b.resolve(), dir_a.resolve()], b)
+    assert deploy.calls[-1] == ([dir_b.resolve(), dir_a.resolve()], a)  # loaded first, A still answering
     assert clients.offsets.lag(reindex_group(settings, a)) == 0  # A holds the log up to the switch
 
     live_pipeline_enrols(dir_b, 2, "while-b")
     back = board.rollback()
     assert (back.live, back.previous) == (a, b) and back.caught_up_before == 2  # only what B's time added
+    assert deploy.calls[-1] == ([dir_a.resolve(), dir_b.resolve()], b)
     assert live_version(clients.redis, keys) == a and _alias_target(clients) == first.collection
     writer.close()
 
