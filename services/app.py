@@ -98,7 +98,8 @@ def deploy(
         logging_config={"enable_access_log": False},
     )
     version = live or Manifest.from_json((Path(_dirs(model_dirs)[0]) / MANIFEST_FILE).read_text()).version
-    redis_client(settings.redis).set(live_key(settings.serve.app_name), version)
+    with redis_client(settings.redis) as rds:
+        rds.set(live_key(settings.serve.app_name), version)
     return base_url(settings)
 
 
