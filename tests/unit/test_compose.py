@@ -158,6 +158,17 @@ def test_ray_requires_its_token_and_keeps_the_job_api_inside():
     assert not any("8265" in str(port) for port in SERVICES["ray-head"]["ports"])
 
 
+def test_the_head_serves_http_through_haproxy_as_the_local_stack_does():
+    from cli.stack.parts import SERVE_FAST_INGRESS_ENV
+
+    command = " ".join(SERVICES["ray-head"]["command"])
+    head_start = command[: command.index("ray start")]
+    for name, value in SERVE_FAST_INGRESS_ENV.items():
+        assert f"{name}={value}" in head_start, name  # on the head only: ingest workers use sync handles
+    for name in ("ingest", "trainer"):
+        assert not set(SERVE_FAST_INGRESS_ENV) & set(_env_of(SERVICES[name])), name
+
+
 def test_the_http_api_requires_keys():
     assert REQUIRED.fullmatch(_env_of(SERVICES["ray-head"])["TWINSTREAM_SERVE__API_KEYS"])
 
