@@ -325,6 +325,12 @@ class ServeSettings(_Group):
     replicas: int = Field(1, ge=1, description="replicas of the app's one deployment")
     cpus_per_replica: float = Field(1.0, gt=0, description="CPUs Ray reserves per replica")
     threads_per_replica: int = Field(1, ge=1, description="torch intra-op threads of a replica's tower")
+    prepare_processes: int = Field(
+        0,
+        ge=0,
+        description="processes per replica that decode HTTP images and find their faces, for face models "
+        "(dlib holds the GIL, so threads would take turns); 0: one per core of the machine",
+    )
     gpus_per_replica: float = Field(0.0, ge=0, description="GPUs per replica; > 0 runs the towers on CUDA")
     max_batch_size: int = Field(32, ge=1, le=4096, description="HTTP requests coalesced into one batch")
     batch_wait_timeout_s: float = Field(
@@ -333,6 +339,13 @@ class ServeSettings(_Group):
         le=10,
         description="how long a lone HTTP request waits for company; 0 = none (requests that arrive while "
         "a batch runs still form the next batch)",
+    )
+    concurrent_batches: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="HTTP batches a replica runs at once: while one is in the tower, the next one's images "
+        "are decoded and cut",
     )
     api_keys: SecretKeys = Field(
         default_factory=dict,

@@ -256,5 +256,8 @@ class InputError(ValueError):
         self.reason = reason
         self.detail = detail
 
+    def __reduce__(self) -> tuple[type[InputError], tuple[RejectReason, str]]:
+        return InputError, (self.reason, self.detail)  # crosses process pools intact
+
     def as_rejection(self) -> Rejection:
         return Rejection(self.reason, self.detail)

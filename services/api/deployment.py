@@ -2,8 +2,8 @@
 
 It is the composition root of a replica: it builds the Milvus and Redis clients from settings and loads
 the model versions it is deployed with (`services.api.served`), each with its tower in this process.
-HTTP requests are coalesced with `@serve.batch` into the same batched pipeline the stream uses, so
-concurrent callers share one forward pass and one gallery search; each batch is answered by the version
+HTTP requests are coalesced (`services.api.coalescer`) into the same batched pipeline the stream uses,
+so concurrent callers share one forward pass and one gallery search; each batch is answered by the version
 the live pointer names when it starts.
 
 No ``from __future__ import annotations`` here: Serve rebuilds the routes of the class in the
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from services.api.auth import NamedTenant, Tenant
+from services.api.coalescer import Coalescer
 from services.api.http import ApiError, ApiReason, read_image, status_for
 from services.api.routes import install_error_handlers
 from services.api.served import ForwardPool, Lifecycle, ServedVersion, ServedVersions, load_version
@@ -44,11 +45,13 @@ from twinstream.contracts import (
     Op,
     TenantPolicy,
 )
+from twinstream.images.prepare_pool import PreparePool
 from twinstream.images.prepared import PreparedBatch
-from twinstream.images.preprocess import InputSpec
+from twinstream.images.preprocess import InputSpec, Preprocessing
 from twinstream.memory import reuse_freed_memory
 from twinstream.metrics import EmbedderMetrics, PipelineMetrics, RayFactory
 from twinstream.metrics.gallery_size import GallerySizeTracker
+from twinstream.model.artifact import MANIFEST_FILE, Manifest
 from twinstream.names import check_name
 
 _Results = TypeVar("_Results", bound=Sequence[MatchResult])
@@ -84,6 +87,10 @@ app = FastAPI(
     version="1",
 )
 install_error_handlers(app)
+
+
+def _input_of(model_dir: Path) -> InputSpec:
+    return Manifest.from_json((model_dir / MANIFEST_FILE).read_text()).input
 
 
 def _result_response(result: MatchResult, created: bool = False) -> Response:
@@ -124,22 +131,36 @@ class PipelineDeployment:
         default = TenantPolicy(settings.policy.verify_far, settings.policy.identify_fpir)
         self._policies = RedisPolicies(rds, default)
         self._lifecycle = Lifecycle.connect(settings, rds, milvus)
+        # HTTP images of face models are cut in processes of their own (dlib holds the GIL), started now.
+        faces = any(_input_of(Path(d)).kind is Preprocessing.FACE_CHIP for d in model_dirs)
+        self._preparer = (
+            PreparePool(settings.serve.prepare_processes, settings.limits, settings.faces) if faces else None
+        )
         loaded = [
             load_version(settings, Path(d), milvus=milvus, rds=rds, results=self._results,
                          metrics=self._metrics, forwards=forwards, policies=self._policies,
-                         lifecycle=self._lifecycle)
+                         lifecycle=self._lifecycle, preparer=self._preparer)
             for d in model_dirs
         ]  # fmt: skip
+        if self._preparer is not None:
+            self._preparer.warm()
         self._versions = ServedVersions(loaded, rds, settings.serve.app_name)
         self._versions.claim_default()
+        serving = settings.serve
+        self._batched: Coalescer[ImageRequest, MatchResult] = Coalescer(
+            self._answer_http,
+            serving.max_batch_size,
+            serving.concurrent_batches,
+            serving.batch_wait_timeout_s,
+        )
         self._sizes = GallerySizeTracker(self._metrics, self._versions.default.gallery.subjects)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """Apply ``user_config`` live: the HTTP batching's ``max_batch_size`` and ``batch_wait_timeout_s``."""
         if "max_batch_size" in config:
-            self._batched.set_max_batch_size(int(config["max_batch_size"]))  # type: ignore[attr-defined]
+            self._batched.max_batch_size = int(config["max_batch_size"])
         if "batch_wait_timeout_s" in config:
-            self._batched.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))  # type: ignore[attr-defined]
+            self._batched.wait_s = float(config["batch_wait_timeout_s"])
 
     def loaded_versions(self) -> list[str]:
         """The model versions this replica can answer with."""
@@ -166,8 +187,8 @@ class PipelineDeployment:
         """What ingest workers prepare images for: the live version's input spec."""
         return (await self._versions.live()).pipeline.matcher.manifest.input
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
-    async def _batched(self, requests: list[ImageRequest]) -> list[MatchResult]:
+    async def _answer_http(self, requests: list[ImageRequest]) -> list[MatchResult]:
+        """A batch of HTTP requests (`services.api.coalescer`), answered by the live version."""
         served = await self._versions.live()
         return list(self._observed(await served.pipeline.process(requests), "http"))
 

@@ -39,6 +39,8 @@ from services.results.store import RedisResultStore
 from services.tenants.policies import RedisPolicies
 from twinstream.config import Settings
 from twinstream.images.face_finder import FaceFinders
+from twinstream.images.prepare_pool import PreparePool
+from twinstream.images.preprocess import Preprocessing
 from twinstream.metrics import EmbedderMetrics, PipelineMetrics
 
 log = logging.getLogger(__name__)
@@ -95,8 +97,10 @@ def load_version(
     forwards: ForwardPool,
     policies: RedisPolicies,
     lifecycle: Lifecycle,
+    preparer: PreparePool | None = None,
 ) -> ServedVersion:
-    """Load one artifact and wire its pipeline to this replica's clients."""
+    """Load one artifact and wire its pipeline to this replica's clients (``preparer``: where HTTP images
+    of a face model are decoded and cut)."""
     device = "cuda" if settings.serve.gpus_per_replica > 0 else "cpu"
     tower = TowerEmbedder.from_dir(model_dir, threads=settings.serve.threads_per_replica, device=device)
     manifest = tower.manifest
@@ -116,6 +120,8 @@ def load_version(
         cache=CountingEmbeddingCache(rds, settings.redis.cache_ttl_s, metrics), policies=policies,
         log=lifecycle.log, eraser=lifecycle.eraser, ledger=lifecycle.ledger,
         faces=FaceFinders(settings.faces).for_spec(manifest.input),
+        preparer=preparer.prepare if preparer is not None and manifest.input.kind is Preprocessing.FACE_CHIP
+        else None,
     )  # fmt: skip
     return ServedVersion(manifest.version, pipeline, gallery, Path(model_dir))
 

@@ -32,11 +32,15 @@ from twinstream.contracts import (
     Timings,
 )
 from twinstream.images.prepared import FaceFinder, PreparedBatch, StaleInputSpecError, prepare
-from twinstream.images.preprocess import normalize
+from twinstream.images.preprocess import InputSpec, normalize
 from twinstream.names import check_name
 from twinstream.ports import ResultStore
 
 EmbedFn = Callable[[np.ndarray], Awaitable[np.ndarray]]
+#: Prepares a batch's images for a spec elsewhere (`twinstream.images.prepare_pool.PreparePool.prepare`).
+PrepareFn = Callable[
+    [Sequence[ImageRequest], InputSpec], Awaitable[tuple[PreparedBatch, dict[int, InputError]]]
+]
 _NO_STAGES = (0.0, 0.0, 0.0)
 #: Decisions whose result ties its image to a subject (the cached embedding is that subject's).
 _NAMES_SUBJECT = frozenset({Decision.ENROLLED, Decision.DUPLICATE, Decision.MATCH, Decision.NO_MATCH})
@@ -59,6 +63,8 @@ class MatchingPipeline:
         log: The enrolment log every accepted enrolment is written to, or None.
         eraser: What a delete goes through (every version, caches, results, the log); None: the gallery.
         ledger: Erased subjects, whose older enrolments are refused; or None.
+        preparer: Where ``process`` decodes and cuts images (a process pool, for face models); None: a
+            thread of this process.
     """
 
     def __init__(
@@ -75,6 +81,7 @@ class MatchingPipeline:
         log: EnrolmentLog | None = None,
         eraser: Eraser | None = None,
         ledger: ErasureLedger | None = None,
+        preparer: PrepareFn | None = None,
     ) -> None:
         self._embed = embed
         self.gallery = gallery
@@ -83,13 +90,17 @@ class MatchingPipeline:
         self._results = results
         self._cache = cache
         self._faces = faces
+        self._preparer = preparer
         self._policies = policies
         self._stores = Stores(gallery, matcher, log, eraser, ledger)
         self.model_version = matcher.manifest.version
 
     async def prepare(self, requests: Sequence[ImageRequest]) -> tuple[PreparedBatch, dict[int, InputError]]:
-        """Decode and cut the images of ``requests`` for this model, in a thread (face finding is slow)."""
+        """Decode and cut the images of ``requests`` for this model, off the event loop: in the preparer's
+        processes when there is one, else in a thread."""
         spec = self.matcher.manifest.input
+        if self._preparer is not None:
+            return await self._preparer(requests, spec)
         return await asyncio.to_thread(prepare, requests, spec, self._limits, self._faces)
 
     async def process(self, requests: Sequence[ImageRequest]) -> list[MatchResult]:

@@ -173,3 +173,31 @@ def test_a_stale_spec_propagates_as_a_dependency_failure_so_the_worker_retries()
 )
 def test_freed_buffers_are_kept_for_reuse_on_glibc() -> None:
     assert reuse_freed_memory() is True
+
+
+def test_batches_of_consecutive_slices_merge_into_the_batch_of_the_whole() -> None:
+    from twinstream.images.prepared import merge
+
+    requests = [
+        ImageRequest("a", Op.ENROLL, png(1), subject="s"),
+        ImageRequest("b", Op.IDENTIFY, b"not an image at all"),
+        ImageRequest("c", Op.DELETE, subject="s"),
+        ImageRequest("d", Op.VERIFY, png(2, size=(9, 9)), subject="s"),
+        ImageRequest("e", Op.IDENTIFY, b"GIF89a" + b"\0" * 20),
+        ImageRequest("f", Op.IDENTIFY, png(3, mode="RGB")),
+    ]
+    whole, refused = prepare(requests, SPEC, LIMITS)
+    for cut in (1, 2, 5):
+        parts = [prepare(requests[:cut], SPEC, LIMITS), prepare(requests[cut:], SPEC, LIMITS)]
+        merged, merged_refused = merge(parts, [cut, len(requests) - cut])
+        assert merged.requests == whole.requests and merged.digests == whole.digests
+        assert np.array_equal(merged.pixels, whole.pixels) and merged.rows == whole.rows
+        assert {i: e.reason for i, e in merged_refused.items()} == {i: e.reason for i, e in refused.items()}
+    assert sorted(refused) == [1, 4]
+
+
+def test_an_input_error_crosses_a_pickle_with_its_reason_and_detail() -> None:
+    from twinstream.contracts import InputError
+
+    error = pickle.loads(pickle.dumps(InputError(RejectReason.NO_FACE, "no face of 40px or more")))
+    assert error.reason is RejectReason.NO_FACE and error.detail == "no face of 40px or more"

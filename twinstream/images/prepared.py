@@ -1,7 +1,7 @@
 """Requests whose images were decoded and cut for the model: what crosses to the matching pipeline.
 
-Decoding and pre-processing happen where the bytes arrive and scale with processes there (``decode +
-validate`` in DESIGN.md): the ingest workers prepare each poll, and the Serve replica prepares HTTP
+Decoding and pre-processing happen where the bytes arrive and scale with processes there (decode and
+validate): the ingest workers prepare each poll, and the Serve replica prepares HTTP
 requests in a pool off its event loop. A corrupt image, a decompression bomb, an unknown format or a
 photo without a face is refused there. What reaches the pipeline is a `PreparedBatch`: the requests
 (enrolments keep their bytes, for the enrolment log; the others drop them), each image's digest, and
@@ -169,6 +169,29 @@ def prepare(
         faces_found=tuple(c.found for c in cuts),
     )  # fmt: skip
     return batch, refused
+
+
+def merge(
+    parts: Sequence[tuple[PreparedBatch, dict[int, InputError]]], sizes: Sequence[int]
+) -> tuple[PreparedBatch, dict[int, InputError]]:
+    """One batch from the batches of consecutive slices of a request list (``sizes``: each slice's
+    length), refusals re-indexed by position in the whole list."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    batches = [batch for batch, _ in parts]
+    refused: dict[int, InputError] = {}
+    offset = 0
+    for (_, errors), size in zip(parts, sizes, strict=True):
+        refused.update({offset + i: exc for i, exc in errors.items()})
+        offset += size
+    merged = PreparedBatch(
+        tuple(r for b in batches for r in b.requests), tuple(d for b in batches for d in b.digests),
+        np.concatenate([b.pixels for b in batches]), batches[0].spec,
+        tuple(t for b in batches for t in b.decode_s), rows=tuple(n for b in batches for n in b.rows),
+        faces=tuple(f for b in batches for f in b.faces),
+        faces_found=tuple(n for b in batches for n in b.faces_found),
+    )  # fmt: skip
+    return merged, refused
 
 
 def no_face(detail: str) -> InputError:
