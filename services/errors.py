@@ -43,6 +43,8 @@ _MAX_CAUSES = 8
 # OutOfMemoryError is Redis at maxmemory with nothing left to evict, refusing writes until it frees some.
 _REDIS_DOWN = ("ConnectionError", "TimeoutError", "OutOfMemoryError", "ReadOnlyError", "TryAgainError",
                "ClusterDownError")  # fmt: skip
+#: The same refusals as seen through a script's error message (redis-py parses only a reply's own prefix).
+_REDIS_SCRIPT_DOWN = ("-OOM ", "-READONLY ", "-LOADING ", "-TRYAGAIN ", "-CLUSTERDOWN ")
 _RAY_DOWN = ("RayActorError", "WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError",
              "ObjectLostError", "ObjectStoreFullError", "OutOfMemoryError", "PendingCallsLimitExceeded",
              "RaySystemError", "GetTimeoutError")  # fmt: skip
@@ -68,7 +70,16 @@ def _redis(exc: BaseException) -> bool:
     module = sys.modules.get("redis.exceptions")
     if module is None:
         return False
-    return isinstance(exc, _classes(module, _REDIS_DOWN))
+    if isinstance(exc, _classes(module, _REDIS_DOWN)):
+        return True
+    # Inside a Lua script the same refusals arrive as a plain ResponseError naming the script:
+    # "Error running script (…): @user_script:3: -OOM command not allowed when used memory > 'maxmemory'".
+    response_error = getattr(module, "ResponseError", None)
+    return (
+        response_error is not None
+        and isinstance(exc, response_error)
+        and any(marker in str(exc) for marker in _REDIS_SCRIPT_DOWN)
+    )
 
 
 def _grpc_status_name(code: object) -> str:

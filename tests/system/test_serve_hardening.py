@@ -18,9 +18,9 @@ import redis
 from PIL import Image
 
 from services.api.http import MULTIPART_OVERHEAD
-from services.results.store import RESULT_PREFIX
+from services.results.store import result_key
 from tests.support.serving import ServedApp, png_bytes
-from twinstream.contracts import Decision, RejectReason
+from twinstream.contracts import DEFAULT_TENANT, Decision, RejectReason
 
 pytestmark = pytest.mark.system
 BOUNDARY = "hardening7f3"
@@ -64,7 +64,7 @@ def test_a_gif_is_refused_as_an_unsupported_format(served_app: ServedApp) -> Non
 def test_a_bug_answers_500_with_an_error_id(served_app: ServedApp, redis_url: str, unique_name: str) -> None:
     request_id = f"corrupt-{unique_name}"
     rds = redis.Redis.from_url(redis_url)
-    rds.set(RESULT_PREFIX + request_id, b'{"request_id": "corrupt", "op": ', ex=300)  # truncated JSON
+    rds.set(result_key(DEFAULT_TENANT, request_id), b'{"request_id": "corrupt", "op": ', ex=300)  # truncated
     with served_app.client() as http:
         failed = http.get(f"/v1/results/{request_id}")
     assert failed.status_code == 500

@@ -37,8 +37,19 @@ def _client(exc: Exception) -> TestClient:
         MilvusException(code=2, message="Fail connecting to server on 127.0.0.1:19531"),
         ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"),
         httpx.ConnectError("[Errno 111] Connection refused"),
+        redis.ResponseError(
+            "Error running script (call to f_6c76): @user_script:3: @user_script: 3: -OOM command not "
+            "allowed when used memory > 'maxmemory'."
+        ),
     ],
-    ids=["redis-down", "redis-timeout", "milvus-down", "socket-refused", "httpx-refused"],
+    ids=[
+        "redis-down",
+        "redis-timeout",
+        "milvus-down",
+        "socket-refused",
+        "httpx-refused",
+        "redis-oom-in-script",
+    ],
 )
 def test_a_dependency_outage_is_503_unavailable_with_retry_after(exc: Exception) -> None:
     response = _client(exc).get("/boom")
@@ -80,11 +91,20 @@ def test_a_bug_that_wraps_a_dependency_outage_is_still_an_outage() -> None:
         ValueError("bad"),
         KeyError("k"),
         redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        redis.ResponseError("Error running script (call to f_1): @user_script:3: attempt to compare nil"),
         MilvusException(code=1100, message="invalid filter expression"),
         FileNotFoundError(errno.ENOENT, "missing"),
         ExceptionGroup("mixed", [redis.ConnectionError("down"), ValueError("bug")]),
     ],
-    ids=["value", "key", "redis-wrongtype", "milvus-bad-filter", "file-missing", "mixed-group"],
+    ids=[
+        "value",
+        "key",
+        "redis-wrongtype",
+        "redis-script-bug",
+        "milvus-bad-filter",
+        "file-missing",
+        "mixed-group",
+    ],
 )
 def test_bugs_are_not_dependency_failures(exc: BaseException) -> None:
     assert not is_dependency_failure(exc)
