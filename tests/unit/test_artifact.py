@@ -50,6 +50,16 @@ def test_round_trip_gives_the_same_embeddings_and_manifest(tmp_path: Path) -> No
     assert json.loads((path / "manifest.json").read_text())["distance"] == "euclidean"
 
 
+def test_the_latest_link_follows_the_newest_version(tmp_path: Path) -> None:
+    first, _ = _saved(tmp_path)
+    assert (tmp_path / "latest").resolve() == first.resolve()
+    torch.manual_seed(1)
+    second = save_artifact(build_tower("conv4", SPEC, 8), _manifest(version=first.name + "b"), tmp_path)
+    assert (tmp_path / "latest").resolve() == second.resolve()
+    assert load_artifact(tmp_path / "latest").manifest.version == second.name
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, second.name, "latest"])
+
+
 def test_torch_format_weights_round_trip_too(tmp_path: Path) -> None:
     path, _ = _saved(tmp_path, weights_format="torch")
     assert load_artifact(path).manifest.weights_file == "tower.pt"

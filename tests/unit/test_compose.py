@@ -124,11 +124,17 @@ def test_the_cli_commands_compose_runs_exist():
     from cli.main import app
 
     cli = get_command(app)
-    used = {SERVICES[name]["command"][0] for name in ("ingest", "trainer", "kafka-admin")}
-    for name in ("ray-head", "kafka-init"):
+    used = {SERVICES[name]["command"][0] for name in ("trainer", "kafka-admin")}
+    for name in ("ray-head", "kafka-init", "ingest"):
         used |= set(re.findall(r"twinstream (\w+)", " ".join(SERVICES[name]["command"])))
     missing = [c for c in used if c not in cli.commands]  # type: ignore[attr-defined]
     assert not missing, f"compose runs commands the CLI lacks: {missing}"
+
+
+def test_the_ingest_container_joins_the_cluster_as_a_node_without_cpus_before_its_workers_start():
+    command = " ".join(SERVICES["ingest"]["command"])
+    joins = command.index("ray start --address ray-head:6379 --num-cpus 0")
+    assert joins < command.index("twinstream ingest")
 
 
 def test_only_the_api_and_grafana_are_published():

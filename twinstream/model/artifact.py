@@ -152,7 +152,7 @@ def save_artifact(
         weights_format: ``safetensors`` (default) or ``torch`` (``torch.save`` of the state_dict).
 
     Returns:
-        The artifact directory.
+        The artifact directory; ``models_dir/latest`` then links to it.
     """
     out = Path(models_dir) / manifest.version
     if out.exists():
@@ -174,7 +174,20 @@ def save_artifact(
     for name, data in (figures or {}).items():
         (tmp / Path(name).name).write_bytes(data)
     tmp.rename(out)
+    _point_latest(Path(models_dir), out.name)
     return out
+
+
+#: The link in a models directory to its newest version (``twinstream serve --model models/latest``).
+LATEST_LINK = "latest"
+
+
+def _point_latest(models_dir: Path, version: str) -> None:
+    """Point ``models_dir/latest`` at ``version`` in one rename (a reader never sees it missing)."""
+    staged = models_dir / f".{LATEST_LINK}.{version}"
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(version, target_is_directory=True)
+    staged.replace(models_dir / LATEST_LINK)
 
 
 def _shallow(manifest: Manifest) -> dict[str, Any]:
