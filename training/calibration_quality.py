@@ -1,7 +1,7 @@
 """How well calibrated probabilities are: ECE at the stated prior, its identity bootstrap, a diagram.
 
 ECE uses equal-width probability bins and weights the pairs to the prior the probabilities are stated
-for (balanced by default), as `training.calibrate` always did. Its confidence interval resamples
+for (balanced by default). Its confidence interval resamples
 *identities*, not pairs: the pairs of one identity share its images and its quirks, so they are
 correlated, and a pair bootstrap would give intervals that are too narrow. Each bootstrap draw gives
 identity ``c`` a multiplicity ``m_c`` (multinomial); a genuine pair of ``c`` counts ``m_c`` times and an

@@ -8,7 +8,7 @@ tail fitted by the Hill maximum-likelihood estimator: if ``F(t) = F(u) · (t/u)^
 Two ways to fit the exponent: each probe its own (`TailFit.PER_PROBE`, the default; right when every
 probe has a few hundred tail points from a population like the deployment's) or one shared by all
 probes, each keeping its own scale (`TailFit.SHARED`; steadier with few points, blind to probes whose
-tails really differ). scripts/measure_open_set.py measures both.
+tails really differ). `cli.bench.open_set` measures both.
 
 A third (`TailFit.SHRUNK`, `training.tail_exponent`) sits between them: each probe's exponent is
 shrunk toward the probes' mean by as much as its noise explains, the noise counted in identities

@@ -1,6 +1,6 @@
 """Where a population's near impostors come from: the probe's own family, and which pairs of families.
 
-A diagnostic for populations that differ (scripts/measure_open_set.py): two populations with the same
+A diagnostic for populations that differ (`cli.bench.open_set`): two populations with the same
 share of same-family impostors can still differ in look-alikes across families (related scripts such as
 Latin and Cyrillic), which is what an impostor model fit on one and served on the other gets wrong.
 """

@@ -133,6 +133,6 @@ def load_omniglot_splits(
         augmentation=aug,
         default_pk=(64, 4),
         runs=runs,
-        # +1.5 to +4 points on the official runs for 9x the inference work (bench/train_quality.py)
+        # +1.5 to +4 points on the official runs for 9x the inference work (`cli.bench.train_quality`)
         test_time_shifts=1,
     )

@@ -4,7 +4,7 @@ A trial enrols N random identities (one random image each) and probes with every
 identities not enrolled measure the false positive identification rate (the nearest enrolled vector is
 within the threshold), images of enrolled identities the false negative identification rate (their
 nearest enrolled vector is not their own, or not within the threshold). Used by
-scripts/measure_open_set.py on Omniglot; nothing here is Omniglot-specific.
+`cli.bench.open_set` on Omniglot; nothing here is Omniglot-specific.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ glibc serves allocations above its mmap threshold (dynamic, at most 32 MiB) with
 returns them with ``munmap`` on free. A CPU forward pass allocates its activations anew each call, so a
 batch of 64 56x46 faces (a 42 MB activation) page-faults every one of its pages again on every call:
 measured on 2 cores, 650k minor faults and 1.6 s of system time per 4 s of forward passes, 490 images/s
-instead of 770-850 once the buffers are reused (`twinstream bench` / bench/stream.py figures).
+instead of 770-850 once the buffers are reused (`twinstream bench stream` figures).
 
 `reuse_freed_memory` raises the mmap and trim thresholds so freed activations go back to the heap and the
 next pass reuses them; the process keeps its peak heap (what a serving replica or a training worker

@@ -4,8 +4,8 @@ Model SELECTION data only: ``att_faces`` is the face training/dev set (``yalefac
 acceptance set and is never read here). Run from the repository root, one process (it pins itself to
 one CPU core so the milliseconds are per core):
 
-    PYTHONPATH=. python scripts/eval_face_alignment.py variants    # the table in twinstream.images.faces
-    PYTHONPATH=. python scripts/eval_face_alignment.py speed       # ms per image by image size
+    python -m cli.bench.face_alignment variants    # the table in twinstream.images.faces
+    python -m cli.bench.face_alignment speed       # ms per image by image size
 
 For each variant: how many of the 400 images were detected / fell back / were refused, 40-way and
 10-way one-shot accuracy averaged over every enrolment photo (photo k of each person enrolled, the
@@ -14,7 +14,7 @@ its distance threshold, the aligner's milliseconds per image (the faster of two 
 descriptor's. 10-way accuracy is exact, not sampled: for a probe with r impostors closer than its own
 person, the share of all 9-distractor subsets of the other 39 people that contain none of them,
 C(39 - r, 9) / C(39, 9). `speed` reports the median and the fastest of 15 runs per size.
-Figures go to ``bench/results/face_alignment.json``.
+Figures go to ``face_alignment.json`` in `cli.bench.results_dir`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import typer
 from PIL import Image
 from sklearn.metrics import roc_curve
 
+from cli.bench import results_dir
 from twinstream.images.face_frames import FaceBox, FaceSettings, plan_frame
 from twinstream.images.face_models import (
     MMOD_DETECTOR,
@@ -44,7 +45,7 @@ from twinstream.images.face_models import (
 )
 from twinstream.images.faces import FaceAligner, FoundBy, NoFaceError
 
-RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results" / "face_alignment.json"
+RESULTS_FILE = "face_alignment.json"
 app = typer.Typer(no_args_is_help=True)
 
 
@@ -175,12 +176,12 @@ def _pin_one_core(core: int) -> None:
 
 
 def _save(key: str, rows: list[dict[str, Any]]) -> None:
-    saved = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results = results_dir() / RESULTS_FILE
+    saved = json.loads(results.read_text()) if results.is_file() else {}
     # The load average says how shared the machine was: the milliseconds grow with it, accuracy does not.
     load = [round(x, 2) for x in os.getloadavg()]
     saved[key] = {"at": time.strftime("%F %T"), "cpu_cores": 1, "load_avg_1_5_15": load, "rows": rows}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(saved, indent=2))
+    results.write_text(json.dumps(saved, indent=2))
 
 
 DataDir = Annotated[Path, typer.Option(envvar="TWINSTREAM_DATA_DIR", help="the shared datasets folder")]

@@ -1,6 +1,6 @@
 """Open-set identification and calibration on unseen identities, for any Omniglot artifact (not a test).
 
-    python scripts/measure_open_set.py --model models/<version> --out bench/results/open_set.json
+    python -m cli.bench.open_set --model models/<version>
 
 1. Rebuilds the artifact's splits (its run's seed and number of validation alphabets) and embeds the
    validation identities (the background alphabets the run held out) and the evaluation set (20
@@ -19,7 +19,8 @@
    a modelling choice, not one validation makes: the cross-fit inside validation
    (``--select-by families``: fit on 3 validation alphabets, measure open-set FPIR on galleries of the
    other 7; ``identities``: random halves) is run and reported, and prefers per-probe exponents;
-   ``--serve selected`` serves its choice. Why they disagree, and the risk: bench/results/open_set.md.
+   ``--serve selected`` serves its choice. Why they disagree, and the risk: the decision record on the
+   open-set impostor model (docs/decisions).
 4. Measures on the evaluation identities: FPIR and FNIR for galleries of N enrolled identities (one
    enrolment image each, random, repeated), ECE with an identity-bootstrap interval, each candidate's
    log-loss, FAR at the verify thresholds, the calibration of the identify probability p_N.
@@ -34,7 +35,6 @@ Prints tables and writes JSON, and a reliability diagram next to it.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +44,7 @@ import numpy as np
 import torch
 import typer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
+from cli.bench import results_dir
 from training.calibration import fit_method, fit_score_calibration, log_loss, sample_identity_pairs
 from training.calibration_quality import ece_with_interval, reliability_png
 from training.evaluate import embed
@@ -274,8 +273,12 @@ def run_protocol(
 @app.command()
 def main(
     model: Annotated[Path, typer.Option(help="artifact directory", exists=True, file_okay=False)],
-    out: Annotated[Path, typer.Option(help="JSON results")] = Path("bench/results/open_set.json"),
-    data_dir: Annotated[Path, typer.Option(help="shared data sets")] = Path("/work/shared/datasets"),
+    out: Annotated[
+        Path | None, typer.Option(help="JSON results (default: open_set.json in the bench's results)")
+    ] = None,
+    data_dir: Annotated[Path, typer.Option(envvar="TWINSTREAM_DATA_DIR", help="shared data sets")] = Path(
+        "../shared/datasets"
+    ),
     cache: Annotated[Path, typer.Option(help="embedding cache")] = Path("/tmp/twinstream-open-set"),
     reps: Annotated[int, typer.Option(help="gallery draws per size")] = 20,
     fpir: Annotated[float, typer.Option(help="target FPIR")] = 0.01,
@@ -301,6 +304,7 @@ def main(
         raise typer.BadParameter(f"--serve must be {SELECTED!r} or one of {', '.join(VARIANTS)}")
     cross_fit = CrossFit(select_by, draws, fit_families, reps)
     opts = Options(reps, fpir, probes, seed, share, cross_fit, matched, serve)
+    out = out or results_dir() / "open_set.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {**info, "target_fpir": fpir, "reps": reps, "family_share": share}
     chosen = protocols.split(",")

@@ -1,4 +1,4 @@
-"""`twinstream bench [serve|stream|train|all]`: the benchmarks of `cli.bench` in one run, with their ratios.
+"""`twinstream bench [serve|stream|reindex|train|all]`: the benchmarks of `cli.bench`, with same-run ratios.
 
 Each benchmark is a module of this package (``python -m cli.bench.<name>``) that writes its own JSON +
 PNG into `cli.bench.results_dir`; this command runs the chosen ones one after another (never at once:

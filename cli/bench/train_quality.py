@@ -1,12 +1,12 @@
-"""Training quality and speed figures (not a test): writes runs/bench/*.json and train_quality.png.
+"""Training quality and speed figures (not a test): JSON and train_quality.png in `cli.bench.results_dir`.
 
 Experiments (run one at a time; each is bounded in wall time):
 
-    python bench/train_quality.py omniglot --loss triplet --budget 600     # official 20-way accuracy
-    python bench/train_quality.py omniglot --loss contrastive --budget 600 # same split and budget
-    python bench/train_quality.py att-faces --budget 120                   # 30 people to train, 10 unseen
-    python bench/train_quality.py ray-scaling                              # 2 vs 1 Ray Train workers
-    python bench/train_quality.py summary                                  # table + PNG from the JSONs
+    python -m cli.bench.train_quality omniglot --loss triplet --budget 600     # official 20-way accuracy
+    python -m cli.bench.train_quality omniglot --loss contrastive --budget 600 # same split and budget
+    python -m cli.bench.train_quality att-faces --budget 120                   # 30 people to train, 10 unseen
+    python -m cli.bench.train_quality ray-scaling                              # 2 vs 1 Ray Train workers
+    python -m cli.bench.train_quality summary                                  # table + PNG from the JSONs
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def new_cluster_id() -> str:
 
 
 class KafkaBroker(Component):
-    """Single-node KRaft broker + controller; creates the topics of DESIGN.md on start."""
+    """Single-node KRaft broker + controller; creates the topics of docs/architecture.md on start."""
 
     name = "kafka"
     start_timeout_s = 90.0

@@ -1,1 +1,1 @@
-"""Ray Serve embedder: the model artifact's tower behind a batched deployment."""
+"""The tower of a model artifact loaded for batched, gradient-free forward passes (`TowerEmbedder`)."""

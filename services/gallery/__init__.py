@@ -1,1 +1,1 @@
-"""Milvus gallery: collection per model version, enrol/search/delete/list, and match decisions."""
+"""Milvus gallery: a collection per model version (enrol, search, delete, list) and each replica's mirror."""

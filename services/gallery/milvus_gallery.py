@@ -201,7 +201,7 @@ class MilvusGallery:
 
         Milvus returns images, not subjects: we ask for ``top_k × oversample`` images and keep each
         subject's first (nearest) one. Milvus' own ``group_by_field`` does this server-side but costs
-        ~9x more in milvus-lite (0.24 s vs 0.027 s for 128 queries, bench/stream.py). A query whose
+        ~9x more in milvus-lite (0.24 s vs 0.027 s for 128 queries, `twinstream bench stream`). A query whose
         window filled up with fewer than ``top_k`` subjects (many images per subject) is asked again
         with a wider window, so the answer is the same as grouping would give.
         """

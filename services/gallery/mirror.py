@@ -5,7 +5,7 @@ exact copy of the tenants it has served (up to ``max_vectors`` per tenant, ``max
 ``max_tenants`` tenants in all, least recently used dropped) and answers identify (exact nearest
 subjects) and verify (the subject's vectors) from it. Why: a milvus-lite search costs ~0.2 ms per query
 at ``limit`` 5 and ~1.1 ms at 40 on this machine, more than the tower's forward pass of a small image
-(bench/stream.py); a (batch × gallery) matrix product costs microseconds.
+(`twinstream bench stream`); a (batch × gallery) matrix product costs microseconds.
 
 Coherence across replicas: a per-tenant generation counter in Redis, read by every batch in one round
 trip; a copy whose generation moved on is reloaded. A write bumps the generation twice:

@@ -4,7 +4,7 @@ Keys, per Serve app ``<app>`` (``serve.app_name``: apps sharing one Redis, such 
 each other's pointers):
 
 - ``twinstream:model:live:<app>`` — STRING: the version that answers requests. The serving side
-  (`services.api.served`) reads it once per batch (`live_version`), so every request of a batch is
+  (`services.api.served.ServedVersions.live`) reads it once per batch, so every request of a batch is
   answered by one version end to end.
 - ``twinstream:model:previous:<app>`` — STRING: the version live before (what ``rollback`` returns to).
 - ``twinstream:model:versions:<app>`` — SET of registered version ids.

@@ -1,4 +1,4 @@
-"""testcontainers for the suite when a Docker engine answers (DESIGN.md); none runs on our machines.
+"""testcontainers for the suite when a Docker engine answers; without one, the same services run as processes.
 
 The fixtures in tests/conftest.py ask `docker_available()` first and, when it says yes, take Kafka and
 Redis from these containers; otherwise they start the same parts as local processes through

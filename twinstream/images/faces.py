@@ -15,7 +15,7 @@ The rules (stated exactly in `twinstream.images.face_frames`):
    chip come from the full-resolution image. Boxes under ``min_face_px`` are dropped. The smallest
    face a frame promises is ``max(min_face_px, ceil(80 / s))`` (smaller ones may still be found).
    Detection cost grows with the detection image's pixels (~40-60 ms per megapixel on one core).
-   ``scripts/eval_face_alignment.py speed``: `largest` on one core, one face of a third of the short
+   ``python -m cli.bench.face_alignment speed``: `largest` on one core, one face of a third of the short
    side, fastest / median of 15 runs (a shared machine, load ~2.3 on 2 cores):
 
    =========  ==========  =============  =========
@@ -43,13 +43,13 @@ The rules (stated exactly in `twinstream.images.face_frames`):
    ``crop-fallback``; callers that cannot accept that check `AlignedFace.found_by` or set
    ``allow_crop_fallback=False``.
 
-Measured with ``scripts/eval_face_alignment.py variants`` on all 400 AT&T images (92×112 tight crops;
+Measured with ``python -m cli.bench.face_alignment variants`` on all 400 AT&T images (92×112 tight crops;
 model-selection data, yalefaces untouched) with dlib's ``compute_face_descriptor(chip)``: one-shot
 accuracy averaged over all 10 choices of enrolment photo (40-way; 10-way exact over all distractor
 sets), EER over all 1,800 genuine and 78,000 impostor pairs (at that distance), and the aligner's ms
 per image on one core; the descriptor adds 60-75 ms per chip. Accuracy was identical in four runs;
 the ms are from the quietest (load ~3 on 2 cores), the others measured up to 2.5× more
-(``bench/results/face_alignment.json`` keeps the last run with its load average):
+(its ``face_alignment.json`` keeps the last run with its load average):
 
 =================================================  ===  ==  ======  ======  =====  =====  =====
 variant                                            det  fb  40-way  10-way  EER    @dist  ms

@@ -46,7 +46,7 @@ class ConvTower(nn.Module):
     its 8 neighbours shifted by ``s`` pixels and returns the normalised mean. It lives in the tower, not
     in the evaluation code, so evaluation, serving and the gallery all embed the same way; training
     (train mode) is unaffected. It costs 9× the forward work and adds 1.5 to 4 points of Omniglot
-    20-way one-shot accuracy (bench/results/train_quality.json).
+    20-way one-shot accuracy (`cli.bench.train_quality`).
     """
 
     def __init__(
@@ -81,7 +81,7 @@ class ConvTower(nn.Module):
         if self.training or not self.test_time_shifts:
             return self._embed(x)
         # One pass per view, not one 9x batch: CPU convolutions slow down per image on huge batches
-        # (847 ms for 1,152 images vs 9 x 47 ms, bench/stream.py's model).
+        # (847 ms for 1,152 images vs 9 x 47 ms, `twinstream bench stream`'s model).
         views = shifted_views(x, self.test_time_shifts).split(x.shape[0])
         total = sum((self._embed(view) for view in views), torch.zeros(()))
         return F.normalize(total, p=2.0, dim=1)
