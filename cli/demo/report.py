@@ -37,6 +37,8 @@ class DemoFigures:
     identify_unknown: int
     verify_total: int
     verify_correct: int
+    verify_tar: float  # genuine claims accepted, on this traffic
+    verify_far: float  # impostor claims accepted, on this traffic
     verify_genuine_share: float
     verify_auc: float
     ece: float
@@ -136,24 +138,39 @@ def _identify(
     return out
 
 
-def _verify(cases: Sequence[DemoCase], observed: dict[str, Observed], mistakes: list[str]) -> tuple[int, int]:
-    """(answered with a probability, decided right)."""
-    total = right = 0
+@dataclass
+class _Verify:
+    total: int = 0
+    right: int = 0
+    genuine: int = 0
+    genuine_accepted: int = 0
+    impostor: int = 0
+    impostor_accepted: int = 0
+
+
+def _verify(cases: Sequence[DemoCase], observed: dict[str, Observed], mistakes: list[str]) -> _Verify:
+    """Verify requests answered with a probability: how many were decided right, TAR and FAR counts."""
+    out = _Verify()
     for case in cases:
         got = observed.get(case.request_id)
         if case.op is not Op.VERIFY or case.poison or got is None or got.result.probability is None:
             continue
         r, genuine = got.result, case.claimed_subject == case.true_subject
-        total += 1
-        if (r.decision is Decision.MATCH) == genuine:
-            right += 1
+        accepted = r.decision is Decision.MATCH
+        out.total += 1
+        out.genuine += genuine
+        out.genuine_accepted += genuine and accepted
+        out.impostor += not genuine
+        out.impostor_accepted += accepted and not genuine
+        if accepted == genuine:
+            out.right += 1
         else:
             p_star = f" p*={r.policy.min_probability:.3f}" if r.policy else ""
             mistakes.append(
                 f"verify {case.true_subject} as {case.claimed_subject}: {r.decision} "
                 f"(p={r.probability:.3f}{p_star})"
             )
-    return total, right
+    return out
 
 
 def _timing(observed: dict[str, Observed], timed_ids: set[str]) -> tuple[float, float, float]:
@@ -187,7 +204,7 @@ def compute_figures(
     mistakes: list[str] = []
     present: set[str] = set()
     ident = _identify(cases, observed, mistakes, present)
-    verify_total, verify_right = _verify(cases, observed, mistakes)
+    ver = _verify(cases, observed, mistakes)
     traffic = traffic_pairs(cases, observed)
     ece = traffic_ece(traffic, prior)
     answered = [observed[c.request_id] for c in cases if c.request_id in observed]
@@ -209,8 +226,10 @@ def compute_figures(
         identify_correct=ident.correct,
         identify_rank1=ident.rank1,
         identify_unknown=ident.unknown,
-        verify_total=verify_total,
-        verify_correct=verify_right,
+        verify_total=ver.total,
+        verify_correct=ver.right,
+        verify_tar=ver.genuine_accepted / ver.genuine if ver.genuine else math.nan,
+        verify_far=ver.impostor_accepted / ver.impostor if ver.impostor else math.nan,
         verify_genuine_share=traffic.genuine_share,
         verify_auc=_auc(traffic.probabilities, traffic.pairs.same.astype(float)),
         ece=ece.value if ece else math.nan,

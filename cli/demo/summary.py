@@ -53,6 +53,11 @@ def summary_rows(figs: DemoFigures) -> list[tuple[str, str, str]]:
             f"{_pct(figs.verify_accuracy)} ({figs.verify_correct}/{figs.verify_total})",
             _pct(figs.verify_chance),
         ),
+        (
+            "  genuine claims accepted (TAR) / impostor claims accepted (FAR), measured",
+            f"{_pct(figs.verify_tar)} / {_pct(figs.verify_far)}",
+            "",
+        ),
         ("verification AUC", f"{figs.verify_auc:.4f}", "0.5"),
         (
             "calibration of verify p (ECE, 95 % interval over identities)",
