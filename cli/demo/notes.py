@@ -40,9 +40,10 @@ def _model_note(dataset: str, manifest: Manifest, figs: DemoFigures, sizing: Dem
             f"little to recognise a digit written another way, so each is enrolled with {per}. The "
             "tenant's operating points are loosened to FAR / FPIR 5 % (the product default 0.1 % / 1 % "
             "suits faces; a tower that learned 5 digits cannot reach it). Closed-set identification and "
-            "the AUC are what this model does well. Its thresholds were fitted on 2 calibration digits "
-            "and turn out far stricter than their target (compare the measured FAR below with 5 %): "
-            "most genuine claims are refused and open-set identification answers mostly UNKNOWN."
+            "the AUC are what this model does well. Its calibration and thresholds were fitted on 2 "
+            "calibration digits and do not carry over to the unseen ones (see the reliability diagram, and "
+            "the measured FAR below against its 5 % target): most genuine claims are refused and "
+            "open-set identification answers mostly UNKNOWN."
         )
     return f"A tower trained on {dataset} meets {figs.subjects} unseen identities, each enrolled with {per}."
 
@@ -74,9 +75,9 @@ def meaning_notes(
         "observed frequency in 15 bins; its interval resamples identities (training.calibration_quality). "
         "A constant p = 0.5 also scores 0, so read the ECE with the AUC."
         + (
-            f" With {sizing.enrol_images} images enrolled per subject, a verify's p is the one-pair chance "
-            "of the best of its distances (the decision's p* accounts for the several tries, p does not), so "
-            "p runs high for impostors and the ECE grows."
+            f" With {sizing.enrol_images} images enrolled per subject, a verify's p is the one-pair "
+            f"probability of the best of its {sizing.enrol_images} distances: the decision's p* accounts for "
+            "the several tries, p does not, so p is not calibrated for such claims."
             if sizing.enrol_images > 1
             else ""
         ),

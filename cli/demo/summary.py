@@ -141,7 +141,7 @@ def write_markdown(
     lines += [f"- `{k}`: {v}" for k, v in figs.dlq_by_reason.items()] or ["- none"]
     lines += [
         "",
-        f"## Marked present by single-face identify ({len(figs.present)})",
+        f"## Subjects identified right by at least one single-face identify ({len(figs.present)})",
         "",
         ", ".join(figs.present) or "nobody",
     ]
