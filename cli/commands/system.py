@@ -14,18 +14,30 @@ app = typer.Typer()
 
 @app.command("demo")
 def demo(
-    dataset: Annotated[str, typer.Option(help="digits | omniglot | att-faces | folder:PATH")] = "digits",
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="att-faces | digits | omniglot | folder:PATH (default: att-faces when present, else digits)"
+        ),
+    ] = None,
     keep_running: Annotated[
         bool, typer.Option(help="leave everything running and print how to try it")
     ] = False,
     workers: Annotated[int, typer.Option(min=1, help="Ray Train workers and ingest workers")] = 2,
-    max_per_identity: Annotated[int, typer.Option(min=1, help="arrivals streamed per identity")] = 60,
+    max_per_identity: Annotated[
+        int, typer.Option(min=1, help="arriving photos per identity (each: one identify, two verifies)")
+    ] = 60,
     out: Annotated[Path, typer.Option(help="where run directories with the report go")] = Path("runs"),
 ) -> None:
-    """The whole system end to end: stack, Ray Train, Ray Serve, Kafka ingest, Milvus, a report."""
+    """The whole system end to end: stack, model, Ray Serve, Kafka ingest, Milvus, a report."""
+    from cli.demo.models import choose_dataset
     from cli.demo.run import DemoOptions, run_demo
     from cli.stack import StackError
 
+    settings = settings_or_exit()
+    if dataset is None:
+        dataset, why = choose_dataset(settings)
+        console.print(f"demo data set: [bold]{dataset}[/bold] ({why}; choose one with --dataset)")
     opts = DemoOptions(
         dataset=dataset,
         keep_running=keep_running,
@@ -34,7 +46,7 @@ def demo(
         out_dir=out,
     )
     try:
-        figures = run_demo(settings_or_exit(), opts, console)
+        figures = run_demo(settings, opts, console)
     except StackError as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         raise typer.Exit(1) from None

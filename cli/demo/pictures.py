@@ -1,4 +1,4 @@
-"""The demo report's pictures (matplotlib, Agg) and its markdown page."""
+"""The demo report's pictures of the whole traffic (matplotlib, Agg): ROC, confusion, latency, samples."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from cli.demo.report import DemoCase, DemoFigures, Observed
+from cli.demo.cases import DemoCase, Observed
 from twinstream.contracts import Decision, Op
 
 
@@ -46,7 +46,11 @@ def roc_png(cases: Sequence[DemoCase], observed: dict[str, Observed], threshold_
 
 
 def confusion_png(cases: Sequence[DemoCase], observed: dict[str, Observed], out: Path) -> Path:
-    ident = [(c, observed[c.request_id]) for c in cases if c.op is Op.IDENTIFY and c.request_id in observed]
+    ident = [
+        (c, observed[c.request_id])
+        for c in cases
+        if c.op is Op.IDENTIFY and not (c.all_faces or c.poison) and c.request_id in observed
+    ]
     truth = sorted({c.true_subject for c, _ in ident})
     cols = [*truth, "UNKNOWN"]
     matrix = np.zeros((len(truth), len(cols)), dtype=int)
@@ -87,7 +91,11 @@ def samples_png(
     cases: Sequence[DemoCase], observed: dict[str, Observed], enrolled: dict[str, Path], out: Path, n: int = 8
 ) -> Path:
     """Query beside the enrolled image of the subject it was matched to, with the probability."""
-    picks = [c for c in cases if c.op is Op.IDENTIFY and c.request_id in observed and c.image_path][:n]
+    picks = [
+        c
+        for c in cases
+        if c.op is Op.IDENTIFY and not c.all_faces and c.request_id in observed and c.image_path
+    ][:n]
     fig, axes = plt.subplots(2, max(1, len(picks)), figsize=(1.6 * max(1, len(picks)), 3.6), squeeze=False)
     for j, case in enumerate(picks):
         r = observed[case.request_id].result
@@ -106,41 +114,4 @@ def samples_png(
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
-    return out
-
-
-def write_markdown(figs: DemoFigures, context: dict[str, str], pictures: Sequence[Path], out: Path) -> Path:
-    lines = ["# twinstream demo report", ""]
-    lines += [f"- **{k}**: {v}" for k, v in context.items()]
-    lines += ["", "| figure | value |", "|---|---|"]
-    rows = [
-        ("requests published / answered", f"{figs.requests} / {figs.answered}"),
-        ("identities enrolled (one image each)", str(figs.enrolled)),
-        (
-            "one-shot identification, nearest enrolled subject (closed set)",
-            f"{figs.identify_rank1_accuracy:.1%} ({figs.identify_rank1}/{figs.identify_total})",
-        ),
-        (
-            "one-shot identification at the calibrated threshold (open set)",
-            f"{figs.identify_accuracy:.1%} ({figs.identify_correct}/{figs.identify_total}, "
-            f"{figs.identify_unknown} UNKNOWN)",
-        ),
-        (
-            "verification accuracy at the calibrated threshold",
-            f"{figs.verify_accuracy:.1%} ({figs.verify_correct}/{figs.verify_total})",
-        ),
-        ("verification AUC", f"{figs.verify_auc:.4f}"),
-        ("probability calibration error (ECE)", f"{figs.ece:.4f}"),
-        ("throughput (arrivals and poison)", f"{figs.throughput_per_s:.1f} requests/s"),
-        ("latency p50 / p99", f"{figs.latency_p50_s * 1000:.0f} ms / {figs.latency_p99_s * 1000:.0f} ms"),
-        ("poison messages refused with the right reason", f"{figs.poison_refused_right}/{figs.poison_total}"),
-    ]  # fmt: skip
-    lines += [f"| {a} | {b} |" for a, b in rows]
-    lines += ["", "## DLQ by reason", ""]
-    lines += [f"- `{k}`: {v}" for k, v in figs.dlq_by_reason.items()] or ["- none"]
-    lines += ["", f"## Marked present ({len(figs.present)})", "", ", ".join(figs.present) or "nobody"]
-    lines += ["", f"## Mistakes ({len(figs.mistakes)})", ""]
-    lines += [f"- {m}" for m in figs.mistakes] or ["- none"]
-    lines += ["", *[f"![{p.stem}]({p.name})" for p in pictures], ""]
-    out.write_text("\n".join(lines))
     return out

@@ -1,4 +1,4 @@
-"""What the demo publishes: one enrolment per unseen identity, then verify / identify arrivals and poison.
+"""What the demo publishes: enrolments of unseen identities, then verify / identify arrivals and poison.
 
 Cases are written as real image files (PNG, or the data set's own files) so that what goes on the
 topic is exactly what any Kafka producer would send.
@@ -12,11 +12,12 @@ import re
 import struct
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from cli.demo.report import DemoCase
+from cli.demo.cases import DemoCase
 from twinstream.contracts import Op, RejectReason
 
 
@@ -56,6 +57,21 @@ def save_png(image: Image.Image, path: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class DemoPlan:
+    """What the demo publishes and the photos it was cut from.
+
+    Attributes:
+        cases: Enrolments first, then the arrivals (shuffled).
+        enrolled: Per subject, its first enrolment image.
+        arrivals: Per subject, its test photos that were not enrolled (the arrivals' photos).
+    """
+
+    cases: list[DemoCase]
+    enrolled: dict[str, Path]
+    arrivals: dict[str, list[Path]]
+
+
 def build_cases(
     images: Sequence[Image.Image],
     labels: Sequence[int],
@@ -63,37 +79,45 @@ def build_cases(
     out_dir: Path,
     *,
     run_id: str,
+    enrol_images: int = 1,
     max_per_identity: int = 60,
     seed: int = 0,
-) -> tuple[list[DemoCase], dict[str, Path]]:
-    """Enrol the first image of each identity; the rest alternate verify (genuine or impostor) and identify.
+) -> DemoPlan:
+    """Enrol the first ``enrol_images`` photos of each identity; every later photo arrives three times.
 
-    Returns the cases in publishing order (all enrolments first) and the enrolled image per subject.
+    Each arriving photo is identified once and verified twice: claiming its own subject (genuine) and
+    claiming another enrolled subject (impostor), so exactly half the claims are genuine: the balanced
+    prior the model's probabilities are stated for.
     """
     rng = random.Random(seed)
     by_subject: dict[str, list[int]] = {}
     for index, label in enumerate(labels):
         by_subject.setdefault(subject_id(class_names[int(label)]), []).append(index)
     subjects = sorted(by_subject)
-    enrol_cases, arrivals, enrolled = [], [], {}
+    enrol_cases: list[DemoCase] = []
+    arrivals: list[DemoCase] = []
+    enrolled: dict[str, Path] = {}
+    photos: dict[str, list[Path]] = {}
     for subject in subjects:
-        indices = by_subject[subject][: max_per_identity + 1]
-        first = save_png(images[indices[0]], out_dir / "images" / subject / f"{indices[0]}.png")
-        enrolled[subject] = first
-        enrol_cases.append(DemoCase(f"{run_id}-enroll-{subject}", Op.ENROLL, first, subject, subject))
-        for n, index in enumerate(indices[1:]):
+        indices = by_subject[subject][: enrol_images + max_per_identity]
+        for k, index in enumerate(indices[:enrol_images]):
             path = save_png(images[index], out_dir / "images" / subject / f"{index}.png")
-            if n % 2 == 0:
-                claimed = (
-                    subject
-                    if n % 4 == 0 or len(subjects) == 1
-                    else rng.choice([s for s in subjects if s != subject])
+            enrolled.setdefault(subject, path)
+            enrol_cases.append(DemoCase(f"{run_id}-enroll-{subject}-{k}", Op.ENROLL, path, subject, subject))
+        photos[subject] = []
+        for index in indices[enrol_images:]:
+            path = save_png(images[index], out_dir / "images" / subject / f"{index}.png")
+            photos[subject].append(path)
+            arrivals.append(DemoCase(f"{run_id}-identify-{index}", Op.IDENTIFY, path, subject))
+            arrivals.append(DemoCase(f"{run_id}-verify-{index}-genuine", Op.VERIFY, path, subject, subject))
+            others = [s for s in subjects if s != subject]
+            if others:
+                claimed = rng.choice(others)
+                arrivals.append(
+                    DemoCase(f"{run_id}-verify-{index}-impostor", Op.VERIFY, path, subject, claimed)
                 )
-                arrivals.append(DemoCase(f"{run_id}-verify-{index}", Op.VERIFY, path, subject, claimed))
-            else:
-                arrivals.append(DemoCase(f"{run_id}-identify-{index}", Op.IDENTIFY, path, subject))
     rng.shuffle(arrivals)
-    return enrol_cases + arrivals, enrolled
+    return DemoPlan(enrol_cases + arrivals, enrolled, photos)
 
 
 def png_bytes(image: Image.Image) -> bytes:
