@@ -89,7 +89,9 @@ class Engine:
         self.x_train = preprocess_batch(list(splits.train.images), splits.spec).to(self.device)
         self.x_val = preprocess_batch(list(splits.val.images), splits.spec) if rank == 0 else None
         self.objective = build_objective(cfg.loss, cfg.miner, cfg.effective_margin, world_size > 1)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        # Frozen stages (requires_grad False, `training.freeze`) are left out: no state, no updates.
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=cfg.lr)
         self.gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank)
         self.epoch, self.step, self.elapsed_s = 0, 0, 0.0
         self.history: list[dict[str, float]] = []
