@@ -127,8 +127,10 @@ class Engine:
         return float(loss.detach())
 
     def _budget_spent(self, step_in_epoch: int) -> bool:
-        """Whether the time budget ran out; all workers agree (checked every 8 steps under DDP)."""
-        if not self.cfg.time_budget_s or (self.world_size > 1 and step_in_epoch % 8):
+        """Whether the time budget ran out; all workers agree (under DDP: every 8 steps and at the
+        epoch's last step, which every worker reaches together, so epochs shorter than 8 steps stop too)."""
+        spaced = step_in_epoch % 8 and step_in_epoch != self.steps
+        if not self.cfg.time_budget_s or (self.world_size > 1 and spaced):
             return False
         return agree_any(self._elapsed() >= self.cfg.time_budget_s)
 
