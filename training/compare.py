@@ -78,7 +78,7 @@ class Assessment:
         """Plain figures for metrics.json."""
         return {
             "architecture": self.entry.cfg.architecture, "recipe": self.entry.recipe,
-            "train_seconds": self.entry.trained.extra.get("train_seconds", 0.0),
+            "run": self.entry.trained.extra,
             "calibration": str(self.calibrated.calibration.method), "threshold": self.calibrated.threshold,
             "validation": self.validation, "test": self.test,
         }  # fmt: skip
