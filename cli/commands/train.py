@@ -36,17 +36,27 @@ def _every_enrolment(figures: dict[str, float]) -> float:
     return next((v for k, v in figures.items() if k.endswith("_every_enrolment")), float("nan"))
 
 
+#: Rows of the comparison table: (label, part of the record, figure); one column per tower.
+_COMPARED = (
+    ("val EER", "validation", "eer"),
+    ("val one-shot, every enrolment", "validation", ""),
+    ("val d′", "validation", "d_prime"),
+    ("test EER", "test", "eer"),
+    ("test one-shot, every enrolment", "test", ""),
+    ("test AUC", "test", "auc"),
+    ("test ECE", "test", "ece"),
+)
+
+
 def _comparison_table(comparison: dict[str, dict[str, Any]], shipped: str) -> Table:
     table = Table(title=f"towers compared; shipped: {shipped} (chosen on the validation identities)")
-    columns = ("val EER", "val 1-shot (every enrolment)", "test EER", "test 1-shot (every enrolment)",
-               "test AUC", "test ECE")  # fmt: skip
-    for column in ("tower", *columns):
-        table.add_column(column, justify="left" if column == "tower" else "right")
-    for name, fig in comparison.items():
-        val, test = fig["validation"], fig["test"]
-        cells = (val["eer"], _every_enrolment(val), test["eer"], _every_enrolment(test), test["auc"],
-                 test["ece"])  # fmt: skip
-        table.add_row(name, *(f"{c:.4f}" for c in cells))
+    table.add_column("figure", no_wrap=True)
+    for name in comparison:
+        table.add_column(name + (" *" if name == shipped else ""), justify="right", no_wrap=True)
+    for label, part, key in _COMPARED:
+        values = [fig[part].get(key, float("nan")) if key else _every_enrolment(fig[part]) for fig in
+                  comparison.values()]  # fmt: skip
+        table.add_row(label, *(f"{v:.4f}" for v in values))
     return table
 
 
