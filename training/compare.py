@@ -78,7 +78,7 @@ class Assessment:
         """Plain figures for metrics.json."""
         return {
             "architecture": self.entry.cfg.architecture, "recipe": self.entry.recipe,
-            "run": self.entry.trained.extra,
+            "run": self.entry.trained.extra, "history": self.entry.trained.history,
             "calibration": str(self.calibrated.calibration.method), "threshold": self.calibrated.threshold,
             "validation": self.validation, "test": self.test,
         }  # fmt: skip
@@ -115,24 +115,17 @@ def baseline_config(cfg: TrainConfig) -> TrainConfig:
 Trainer = Callable[[TrainConfig], tuple[Trained, DataSplits]]
 
 
-def export_compared(
-    fine_tuned: Trained,
-    splits: DataSplits,
-    cfg: TrainConfig,
-    models_dir: Path,
-    train: Trainer,
-    target_far: float = 1e-3,
-) -> Path:
-    """Assess the fine-tune, the pretrained tower and (budget permitting) a Conv-4 from scratch; export
-    the winner with the comparison recorded; returns the artifact directory."""
-    from training.pretrained import PRETRAINED_LOSS, face_provenance, pretrained_face_tower
+def contenders(fine_tuned: Trained, splits: DataSplits, cfg: TrainConfig, train: Trainer) -> list[Entry]:
+    """The pretrained tower, the fine-tuned one and (when ``cfg.baseline_budget_s``) a Conv-4 trained
+    now by ``train``; in the order that settles full ties."""
+    from training.pretrained import PRETRAINED_LOSS, face_config, face_provenance, pretrained_face_tower
 
     base = face_provenance()
     tuned = {"dataset": splits.name, "freeze": cfg.freeze, "loss": str(cfg.loss), "miner": str(cfg.miner)}
     untouched = Trained(pretrained_face_tower(), [], {"train_seconds": 0.0})
     entries = [
         Entry(Contender.PRETRAINED, "published weights, no training", untouched, splits,
-              cfg.with_(freeze="none", epochs=1), PRETRAINED_LOSS, "none", base),
+              face_config(cfg.dataset, cfg.data_path, cfg.seed), PRETRAINED_LOSS, "none", base),
         Entry(Contender.FINE_TUNED, f"published weights fine-tuned, frozen: {cfg.freeze}", fine_tuned,
               splits, cfg, provenance={**base, "fine_tuned": tuned}),
     ]  # fmt: skip
@@ -141,7 +134,20 @@ def export_compared(
         scratch, scratch_splits = train(scratch_cfg)
         recipe = f"random weights trained for {cfg.baseline_budget_s:g} s"
         entries.append(Entry(Contender.CONV4_SCRATCH, recipe, scratch, scratch_splits, scratch_cfg))
-    assessed = [assess(entry, target_far) for entry in entries]
+    return entries
+
+
+def export_compared(
+    fine_tuned: Trained,
+    splits: DataSplits,
+    cfg: TrainConfig,
+    models_dir: Path,
+    train: Trainer,
+    target_far: float = 1e-3,
+) -> Path:
+    """Assess every contender, export the winner on the validation identities with the comparison
+    recorded in metrics.json; returns the artifact directory."""
+    assessed = [assess(entry, target_far) for entry in contenders(fine_tuned, splits, cfg, train)]
     winner = choose(assessed)
     entry = winner.entry
     extra = {
