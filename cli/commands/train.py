@@ -147,15 +147,19 @@ def eval_(
     """Evaluate a saved artifact on a data set's test identities with its own threshold and calibration."""
     from training.datasets import load_dataset
     from training.export import Calibrated, test_metrics
+    from twinstream.images.preprocess import Preprocessing
     from twinstream.model.artifact import load_artifact
 
     settings = settings_or_exit()
     loaded = load_artifact(model)
     start = time.perf_counter()
-    splits = replace(
-        load_dataset(dataset, data_dir or settings.datasets_dir, seed), spec=loaded.manifest.input
-    )
     m = loaded.manifest
+    splits = load_dataset(dataset, data_dir or settings.datasets_dir, seed)
+    if m.input.kind is Preprocessing.FACE_CHIP:  # a face tower sees aligned chips, as served
+        from training.faces import default_cache_dir, face_splits
+
+        splits = face_splits(splits, settings.faces, default_cache_dir())
+    splits = replace(splits, spec=m.input)
     metrics, _ = test_metrics(loaded.tower, splits, Calibrated.of(m), seed)
     metrics["eval_seconds"] = time.perf_counter() - start
     console.print(_metrics_table(f"{m.version} on {dataset} (test identities)", metrics))

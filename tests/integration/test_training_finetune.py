@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from cli.main import app
 from training.compare import Contender
 from training.config import TrainConfig
 from training.datasets import load_dataset
@@ -114,6 +116,25 @@ def test_an_in_process_fine_tune_ships_the_validation_winner_with_the_comparison
     assert details["selection"]["on"] == "validation identities"
     assert "levels:4" in details["comparison"]["fine-tuned"]["recipe"]
     _assert_compared_and_servable(path, workers=1)
+    # `twinstream eval` evaluates a face artifact on aligned chips too, and finds what the export found.
+    out = tmp_path / "eval.json"
+    args = [
+        "eval",
+        "--model",
+        str(path),
+        "--dataset",
+        "att-faces",
+        "--data-dir",
+        str(DATA),
+        "--json",
+        str(out),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(out.read_text())["metrics"]
+    assert evaluated["eer"] == pytest.approx(
+        json.loads((path / "manifest.json").read_text())["metrics"]["eer"]
+    )
 
 
 @pytest.fixture
