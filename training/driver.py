@@ -9,24 +9,34 @@ from __future__ import annotations
 from pathlib import Path
 
 from training.config import TrainConfig
+from training.export import Trained
 from training.loop import RayRun
 from training.metrics_export import MetricsExport
+from training.splits import DataSplits
 
 
 def train_with_ray(cfg: TrainConfig, run: RayRun, models_dir: Path, target_far: float) -> Path:
-    """Ray Train on the workers, then calibration, evaluation and export on this driver."""
-    from training.datasets import load_dataset
-    from training.export import export_artifact
-    from training.loop import run_ray_training
+    """Ray Train on the workers, then calibration, evaluation and export on this driver.
 
-    splits = load_dataset(cfg.dataset, cfg.data_path, cfg.seed)
-    result = run_ray_training(cfg, run, splits.spec)
-    epoch_s = [h["seconds"] for h in result.history]
-    extra = {"train_seconds": result.seconds, "workers": run.workers, "ray_run": result.run_name,
-             "mean_epoch_seconds": sum(epoch_s) / len(epoch_s)}  # fmt: skip
-    return export_artifact(
-        result.tower, splits, cfg, result.history, models_dir, target_far=target_far, extra=extra
-    )
+    A fine-tune is compared with the pretrained tower and a Conv-4 from scratch, which also trains on
+    Ray Train (`training.compare`); the winner on the validation identities is exported.
+    """
+    from training.compare import export_run
+
+    def trainer(run_cfg: TrainConfig) -> tuple[Trained, DataSplits]:
+        from training.finetune import freeze_summary, splits_for
+        from training.loop import run_ray_training
+
+        splits = splits_for(run_cfg)  # on the driver first: face chips are cut once, then cached
+        result = run_ray_training(run_cfg, run, splits.spec)
+        epoch_s = [h["seconds"] for h in result.history]
+        extra = {"train_seconds": result.seconds, "workers": run.workers, "ray_run": result.run_name,
+                 "mean_epoch_seconds": sum(epoch_s) / len(epoch_s),
+                 **freeze_summary(run_cfg, result.tower)}  # fmt: skip
+        return Trained(result.tower, result.history, extra), splits
+
+    trained, splits = trainer(cfg)
+    return export_run(trained, splits, cfg, models_dir, trainer, target_far)
 
 
 def run_training(

@@ -89,7 +89,9 @@ class Engine:
         self.x_train = preprocess_batch(list(splits.train.images), splits.spec).to(self.device)
         self.x_val = preprocess_batch(list(splits.val.images), splits.spec) if rank == 0 else None
         self.objective = build_objective(cfg.loss, cfg.miner, cfg.effective_margin, world_size > 1)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        # Frozen stages (requires_grad False, `training.freeze`) are left out: no state, no updates.
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=cfg.lr)
         self.gen = torch.Generator().manual_seed(cfg.seed * 7919 + rank)
         self.epoch, self.step, self.elapsed_s = 0, 0, 0.0
         self.history: list[dict[str, float]] = []
@@ -125,8 +127,10 @@ class Engine:
         return float(loss.detach())
 
     def _budget_spent(self, step_in_epoch: int) -> bool:
-        """Whether the time budget ran out; all workers agree (checked every 8 steps under DDP)."""
-        if not self.cfg.time_budget_s or (self.world_size > 1 and step_in_epoch % 8):
+        """Whether the time budget ran out; all workers agree (under DDP: every 8 steps and at the
+        epoch's last step, which every worker reaches together, so epochs shorter than 8 steps stop too)."""
+        spaced = step_in_epoch % 8 and step_in_epoch != self.steps
+        if not self.cfg.time_budget_s or (self.world_size > 1 and spaced):
             return False
         return agree_any(self._elapsed() >= self.cfg.time_budget_s)
 

@@ -75,8 +75,19 @@ def tar_at_far(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
     return float(tpr[ok[-1]]) if len(ok) else 0.0
 
 
+def decidability(pairs: Pairs) -> float:
+    """Daugman's d′: the gap between impostor and genuine mean distances over their pooled spread.
+
+    Unlike AUC and EER it keeps growing once the two distributions no longer overlap, so it still
+    ranks towers that separate a small set perfectly.
+    """
+    genuine, impostor = pairs.distances[pairs.same], pairs.distances[~pairs.same]
+    spread = np.sqrt((genuine.var() + impostor.var()) / 2.0)
+    return float((impostor.mean() - genuine.mean()) / spread) if spread > 0 else float("inf")
+
+
 def verification_metrics(pairs: Pairs) -> dict[str, float]:
-    """ROC AUC, EER and TAR at FAR 1e-2 / 1e-3 of pair distances."""
+    """ROC AUC, EER, TAR at FAR 1e-2 / 1e-3 and d′ of pair distances."""
     if pairs.same.all() or not pairs.same.any():
         raise ValueError("verification metrics need both positive and negative pairs")
     scores = -pairs.distances
@@ -86,6 +97,7 @@ def verification_metrics(pairs: Pairs) -> dict[str, float]:
         "eer": equal_error_rate(fpr, tpr),
         "tar_at_far_1e-2": tar_at_far(fpr, tpr, 1e-2),
         "tar_at_far_1e-3": tar_at_far(fpr, tpr, 1e-3),
+        "d_prime": decidability(pairs),
     }
 
 
@@ -116,6 +128,32 @@ def one_shot_accuracy(
         d = np.linalg.norm(emb[support] - emb[query_idx], axis=1)
         correct += int(np.argmin(d) == 0)
     return correct / trials
+
+
+def one_shot_every_enrolment(emb: np.ndarray, labels: np.ndarray) -> float:
+    """All-classes one-shot accuracy, averaged over every choice of enrolment photo.
+
+    Round k enrols photo k of every class (photos in data order) and probes with every other photo of
+    every class; a probe is right when its nearest enrolled photo is its own class's. The result is the
+    mean over rounds of each round's accuracy over its probes. With unequal counts the rounds run to the
+    largest class's size and a class of n photos enrols its photo ``k mod n``, so every class is enrolled
+    in every round and each of its photos is enrolled equally often (to within one round).
+
+    Raises:
+        ValueError: Fewer than 2 classes, or a class with fewer than 2 photos (it could not be probed).
+    """
+    members = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    if len(members) < 2 or min(len(m) for m in members) < 2:
+        raise ValueError("one-shot over every enrolment needs 2+ classes with 2+ images each")
+    x = emb.astype(np.float64)
+    squared, accuracies = np.einsum("ij,ij->i", x, x), []
+    for k in range(max(len(m) for m in members)):
+        enrolled = np.array([m[k % len(m)] for m in members])
+        probes = np.setdiff1d(np.arange(len(labels)), enrolled)
+        # |p - e|² ranks like |e|² - 2 p·e for a fixed probe p: one matrix product per round.
+        nearest = np.argmin(squared[enrolled][None, :] - 2.0 * x[probes] @ x[enrolled].T, axis=1)
+        accuracies.append(float(np.mean(labels[enrolled[nearest]] == labels[probes])))
+    return float(np.mean(accuracies))
 
 
 def official_runs_accuracy(tower: nn.Module, runs: Sequence[OneShotRun], spec: InputSpec) -> float:
@@ -151,11 +189,18 @@ def retrieval_metrics(emb: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 def evaluate_embeddings(
     emb: np.ndarray, labels: np.ndarray, seed: int = 0, trials: int = 1000
 ) -> dict[str, float]:
-    """Verification, one-shot (5/20-way where the classes allow) and retrieval metrics."""
+    """Verification, one-shot (5/20-way where the classes allow) and retrieval metrics.
+
+    Sets of 2 to 20 classes, each with 2+ images, also get ``oneshot_<classes>way_every_enrolment``
+    (`one_shot_every_enrolment`: deterministic, every photo enrolled in turn; the acceptance protocol).
+    """
     metrics = verification_metrics(sample_pairs(emb, labels, seed))
-    n_classes = len(np.unique(labels))
+    classes, counts = np.unique(labels, return_counts=True)
+    n_classes = len(classes)
     # 5- and 20-way where possible, and all-classes-way for small sets (10-way on AT&T's 10 test people).
     for n_way in sorted({w for w in (5, 20, n_classes) if 2 <= w <= min(n_classes, 20)}):
         metrics[f"oneshot_{n_way}way"] = one_shot_accuracy(emb, labels, n_way, trials, seed)
+    if 2 <= n_classes <= 20 and counts.min() >= 2:
+        metrics[f"oneshot_{n_classes}way_every_enrolment"] = one_shot_every_enrolment(emb, labels)
     metrics.update(retrieval_metrics(emb, labels))
     return metrics

@@ -39,6 +39,27 @@ from twinstream.model.tower import set_test_time_shifts
 
 
 @dataclass(frozen=True)
+class Trained:
+    """What a trainer (in-process or Ray Train) hands the export: the tower, its history, run facts."""
+
+    tower: nn.Module
+    history: list[dict[str, float]]
+    extra: dict[str, Any]  # plain run facts for metrics.json (seconds, workers, what was frozen…)
+
+
+def serving_view(tower: nn.Module, splits: DataSplits, cfg: TrainConfig) -> tuple[nn.Module, int]:
+    """The bare tower in eval mode with the run's test-time shifts, as calibration, tests and serving
+    see it; returns it and the shifts (0 for towers without test-time views)."""
+    tower = getattr(tower, "module", tower)
+    shifts = splits.test_time_shifts if cfg.test_time_shifts is None else cfg.test_time_shifts
+    if hasattr(tower, "test_time_shifts"):
+        set_test_time_shifts(tower, shifts)
+    else:
+        shifts = 0
+    return tower.eval(), shifts
+
+
+@dataclass(frozen=True)
 class Calibrated:
     """What the validation identities give a tower: calibration, impostor model, verify threshold.
 
@@ -153,11 +174,7 @@ def export_artifact(
     see the same embeddings. ``calibrated`` may be passed when the caller already fitted it; ``loss``
     and ``miner`` name the recipe when it was not the config's (a pretrained tower).
     """
-    tower = getattr(tower, "module", tower)
-    shifts = splits.test_time_shifts if cfg.test_time_shifts is None else cfg.test_time_shifts
-    if hasattr(tower, "test_time_shifts"):
-        set_test_time_shifts(tower, shifts)
-    tower.eval()
+    tower, shifts = serving_view(tower, splits, cfg)
     calibrated = calibrated or calibrate(tower, splits, target_far, cfg.seed)
     metrics, curves = test_metrics(tower, splits, calibrated, cfg.seed)
     manifest = Manifest(
@@ -166,7 +183,7 @@ def export_artifact(
         calibration=calibrated.calibration, impostors=calibrated.impostors, metrics=metrics,
         dataset=splits.name, loss=loss or str(cfg.loss), miner=miner or str(cfg.miner),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        test_time_shifts=shifts if hasattr(tower, "test_time_shifts") else 0,
+        test_time_shifts=shifts,
         provenance=dict(provenance or {}),
     )  # fmt: skip
     title = f"{splits.name} · {cfg.architecture} · {loss or cfg.loss}/{miner or cfg.miner}"

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from training.config import TrainConfig
-from training.datasets import load_dataset
 from training.engine import Engine
+from training.finetune import initial_tower, splits_for
 from training.metrics_export import MetricsExport
 from twinstream.images.preprocess import InputSpec
 from twinstream.memory import MALLOC_ENV, reuse_freed_memory
@@ -59,11 +59,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(cfg.seed)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    splits = load_dataset(cfg.dataset, cfg.data_path, cfg.seed, with_test=False)
-    tower = build_tower(cfg.architecture, splits.spec, cfg.embedding_dim).to(
-        memory_format=torch.channels_last
-    )
-    model = ray.train.torch.prepare_model(tower)
+    splits = splits_for(cfg, with_test=False)  # face chips come from the cache the driver filled
+    model = ray.train.torch.prepare_model(initial_tower(cfg, splits.spec))
     engine = Engine(cfg, splits, model, rank=rank, world_size=world)
     resumed = _resume(engine)
     while True:

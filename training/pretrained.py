@@ -54,10 +54,11 @@ def calibration_splits(splits: DataSplits) -> DataSplits:
 
 
 def face_config(dataset: str, data_dir: Path, seed: int = 0) -> TrainConfig:
-    """The recipe a face artifact records (the tower's own input and size, no training)."""
+    """The recipe a face artifact records (the tower's own input and size; no training, so nothing is
+    frozen and nothing compared)."""
     return TrainConfig(
         dataset=dataset, data_dir=str(data_dir), architecture=FACE_RESNET, embedding_dim=EMBEDDING_DIM,
-        epochs=1, seed=seed, test_time_shifts=0,
+        epochs=1, seed=seed, test_time_shifts=0, freeze="none", baseline_budget_s=0.0,
     )  # fmt: skip
 
 

@@ -9,34 +9,29 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from training.config import LossKind, MinerKind, TrainConfig
-from training.datasets import load_dataset
+from training.compare import export_run
+from training.config import CONV4, LossKind, MinerKind, TrainConfig
 from training.engine import Engine, EpochRecord
-from training.export import export_artifact
+from training.export import Trained
+from training.finetune import freeze_summary, initial_tower, splits_for
 from training.metrics_export import MetricsExport, exporting, run_name
+from training.splits import DataSplits
 from twinstream.memory import reuse_freed_memory
-from twinstream.model.tower import build_tower
 
 
-def train_local(
+def train_in_process(
     cfg: TrainConfig,
-    models_dir: Path,
-    target_far: float = 1e-3,
+    splits: DataSplits,
     show_progress: bool = False,
     metrics: MetricsExport | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
-) -> Path:
-    """Train ``cfg`` in this process and export an artifact; returns its directory.
+) -> Trained:
+    """Train ``cfg`` on ``splits`` in this process (`training.finetune` builds the starting tower).
 
     With ``metrics``, every epoch is also served to Prometheus while the run goes.
     """
-    torch.set_num_threads(cfg.threads)
-    reuse_freed_memory()  # reuse activation buffers instead of page-faulting them in every step
     torch.manual_seed(cfg.seed)
-    splits = load_dataset(cfg.dataset, cfg.data_path, cfg.seed)
-    tower = build_tower(cfg.architecture, splits.spec, cfg.embedding_dim).to(
-        memory_format=torch.channels_last
-    )
+    tower = initial_tower(cfg, splits.spec)
     engine = Engine(cfg, splits, tower)
     start = time.perf_counter()
     with Progress(
@@ -53,8 +48,31 @@ def train_local(
             progress.update(task, info=info)
             if on_epoch is not None:
                 on_epoch(rec)
-    extra = {"train_seconds": time.perf_counter() - start, "workers": 1}
-    return export_artifact(tower, splits, cfg, engine.history, models_dir, target_far=target_far, extra=extra)
+    epoch_s = [h["seconds"] for h in engine.history]
+    extra = {"train_seconds": time.perf_counter() - start, "workers": 1,
+             "mean_epoch_seconds": sum(epoch_s) / len(epoch_s), **freeze_summary(cfg, tower)}  # fmt: skip
+    return Trained(tower, engine.history, extra)
+
+
+def train_local(
+    cfg: TrainConfig,
+    models_dir: Path,
+    target_far: float = 1e-3,
+    show_progress: bool = False,
+    metrics: MetricsExport | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> Path:
+    """Train ``cfg`` in this process and export an artifact (a fine-tune: the winner of its comparison,
+    `training.compare`, whose Conv-4 also trains in this process); returns its directory."""
+    torch.set_num_threads(cfg.threads)
+    reuse_freed_memory()  # reuse activation buffers instead of page-faulting them in every step
+
+    def trainer(run_cfg: TrainConfig) -> tuple[Trained, DataSplits]:
+        splits = splits_for(run_cfg)
+        return train_in_process(run_cfg, splits, show_progress, metrics, on_epoch), splits
+
+    trained, splits = trainer(cfg)
+    return export_run(trained, splits, cfg, models_dir, trainer, target_far)
 
 
 def train_quick(
@@ -70,6 +88,7 @@ def train_quick(
     """A small, fast training (digits: ~10-20 s on one core) producing a complete artifact.
 
     On digits, all triplets (miner ``none``) generalise to unseen digits better than semi-hard mining.
+    Always a Conv-4 from scratch, face data sets included (a fine-tune with its comparison is not quick).
 
     Args:
         out_dir: Models directory; the artifact is written to ``out_dir/<version>/``.
@@ -85,6 +104,6 @@ def train_quick(
     """
     cfg = TrainConfig(
         dataset=dataset, data_dir=str(data_dir), loss=loss, miner=miner, epochs=epochs, seed=seed,
-        threads=1, embedding_dim=32,
+        threads=1, embedding_dim=32, architecture=CONV4,
     )  # fmt: skip
     return train_local(cfg, Path(out_dir))

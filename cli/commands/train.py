@@ -10,12 +10,13 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from cli.console import console, settings_or_exit
+from training.config import FACE_ARCHITECTURE as FACE
 from training.config import LossKind, MinerKind, TrainConfig
 
 DatasetOpt = Annotated[str, typer.Option(help="digits | omniglot | att-faces | folder:PATH")]
@@ -31,6 +32,34 @@ def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
     return table
 
 
+def _every_enrolment(figures: dict[str, float]) -> float:
+    return next((v for k, v in figures.items() if k.endswith("_every_enrolment")), float("nan"))
+
+
+#: Rows of the comparison table: (label, part of the record, figure); one column per tower.
+_COMPARED = (
+    ("val EER", "validation", "eer"),
+    ("val one-shot, every enrolment", "validation", ""),
+    ("val d′", "validation", "d_prime"),
+    ("test EER", "test", "eer"),
+    ("test one-shot, every enrolment", "test", ""),
+    ("test AUC", "test", "auc"),
+    ("test ECE", "test", "ece"),
+)
+
+
+def _comparison_table(comparison: dict[str, dict[str, Any]], shipped: str) -> Table:
+    table = Table(title=f"towers compared; shipped: {shipped} (chosen on the validation identities)")
+    table.add_column("figure", no_wrap=True)
+    for name in comparison:
+        table.add_column(name + (" *" if name == shipped else ""), justify="right", no_wrap=True)
+    for label, part, key in _COMPARED:
+        values = [fig[part].get(key, float("nan")) if key else _every_enrolment(fig[part]) for fig in
+                  comparison.values()]  # fmt: skip
+        table.add_row(label, *(f"{v:.4f}" for v in values))
+    return table
+
+
 def train(
     dataset: DatasetOpt = "digits",
     loss: Annotated[LossKind, typer.Option(help="objective")] = LossKind.TRIPLET,
@@ -43,11 +72,23 @@ def train(
     gpu: Annotated[bool, typer.Option("--gpu/--cpu", help="one GPU per worker, NCCL")] = False,
     cpus_per_worker: Annotated[float, typer.Option(min=0.01)] = 1.0,
     threads: Annotated[int, typer.Option(min=1, help="torch threads per worker")] = 1,
-    embedding_dim: Annotated[int, typer.Option(min=2)] = 64,
-    architecture: Annotated[str, typer.Option(help="conv4 | conv4-wide")] = "conv4",
+    embedding_dim: Annotated[int, typer.Option(min=0, help="0: the architecture's (64; face tower 128)")] = 0,
+    architecture: Annotated[
+        str, typer.Option(help="auto (face tower for att-faces, else conv4) | conv4 | conv4-wide | " + FACE)
+    ] = "auto",
+    pretrained: Annotated[
+        bool, typer.Option("--pretrained/--no-pretrained", help="start the face tower from dlib's weights")
+    ] = True,
+    freeze: Annotated[
+        str,
+        typer.Option(help="pretrained stages left fixed: auto (levels:4) | none | levels:N | stem,level32,…"),
+    ] = "auto",
+    baseline_budget: Annotated[
+        float, typer.Option(min=0.0, help="a fine-tune is compared with a Conv-4 trained this long (0: none)")
+    ] = 120.0,
     classes_per_batch: Annotated[int, typer.Option(help="P of P×K (0: data set default)")] = 0,
     samples_per_class: Annotated[int, typer.Option(help="K of P×K (0: data set default)")] = 0,
-    lr: Annotated[float, typer.Option(min=0.0)] = 1e-3,
+    lr: Annotated[float, typer.Option(min=0.0, help="0: 1e-3 from scratch, 1e-4 fine-tuning")] = 0.0,
     augment: Annotated[bool, typer.Option("--augment/--no-augment")] = True,
     time_budget: Annotated[float, typer.Option(help="stop after this many seconds (0: none)")] = 0.0,
     steps_per_epoch: Annotated[int, typer.Option(help="P×K steps per worker per epoch (0: one pass)")] = 0,
@@ -74,6 +115,7 @@ def train(
         samples_per_class=samples_per_class, lr=lr, embedding_dim=embedding_dim, architecture=architecture,
         augment=augment, seed=seed, threads=threads, time_budget_s=time_budget,
         steps_per_epoch=steps_per_epoch, val_every=val_every, test_time_shifts=test_time_shifts,
+        pretrained=pretrained, freeze=freeze, baseline_budget_s=baseline_budget,
     )  # fmt: skip
     models_dir = (out or settings.paths.models_dir).resolve()
     from training.driver import run_training
@@ -89,6 +131,9 @@ def train(
     path = run_training(cfg, models_dir, run=run, target_far=target_far, metrics=metrics)
     report = json.loads((path / "manifest.json").read_text())
     console.print(_metrics_table(f"test metrics ({dataset}, unseen identities)", report["metrics"]))
+    details = json.loads((path / "metrics.json").read_text())
+    if "comparison" in details:
+        console.print(_comparison_table(details["comparison"], details["shipped"]))
     typer.echo(f"artifact: {path}")  # one plain line: scripts and `ray job submit` callers parse it
 
 
@@ -102,15 +147,19 @@ def eval_(
     """Evaluate a saved artifact on a data set's test identities with its own threshold and calibration."""
     from training.datasets import load_dataset
     from training.export import Calibrated, test_metrics
+    from twinstream.images.preprocess import Preprocessing
     from twinstream.model.artifact import load_artifact
 
     settings = settings_or_exit()
     loaded = load_artifact(model)
     start = time.perf_counter()
-    splits = replace(
-        load_dataset(dataset, data_dir or settings.datasets_dir, seed), spec=loaded.manifest.input
-    )
     m = loaded.manifest
+    splits = load_dataset(dataset, data_dir or settings.datasets_dir, seed)
+    if m.input.kind is Preprocessing.FACE_CHIP:  # a face tower sees aligned chips, as served
+        from training.faces import default_cache_dir, face_splits
+
+        splits = face_splits(splits, settings.faces, default_cache_dir())
+    splits = replace(splits, spec=m.input)
     metrics, _ = test_metrics(loaded.tower, splits, Calibrated.of(m), seed)
     metrics["eval_seconds"] = time.perf_counter() - start
     console.print(_metrics_table(f"{m.version} on {dataset} (test identities)", metrics))

@@ -78,3 +78,21 @@ def test_time_budget_ends_training_early() -> None:
 def test_config_refuses_non_positive_epochs(bad: int) -> None:
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=bad)
+
+
+def test_time_budget_ends_training_under_ddp_when_epochs_are_shorter_than_the_check_spacing(
+    tmp_path: Path,
+) -> None:
+    # Workers agree on the budget every 8 steps; a 3-step epoch must still stop (checked at its end).
+    # A one-process gloo group stands in for the workers' (the engine is told it has two).
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
+    try:
+        splits = load_dataset("digits", Path(), seed=0)
+        cfg = CFG.with_(epochs=100, time_budget_s=1e-3)
+        engine = Engine(cfg, splits, build_tower("conv4", splits.spec, 16), rank=0, world_size=2)
+        engine.train_epoch()
+        assert engine.steps == 3 and engine.finished()
+    finally:
+        dist.destroy_process_group()
