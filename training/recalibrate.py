@@ -14,8 +14,9 @@ from typing import Any
 from safetensors.torch import load_file
 
 from training.config import TrainConfig
-from training.datasets import load_dataset
 from training.export import export_artifact
+from training.finetune import splits_for
+from training.pretrained import PRETRAINED_LOSS, calibration_splits
 from twinstream.images.preprocess import InputSpec
 from twinstream.model.artifact import MANIFEST_FILE, METRICS_FILE, ArtifactError, _sha256
 from twinstream.model.tower import build_tower
@@ -41,7 +42,9 @@ def recalibrate(
         json.loads((model_dir / METRICS_FILE).read_text()) if (model_dir / METRICS_FILE).is_file() else {}
     )
     config = TrainConfig.from_dict({**detail.get("config", {}), "data_dir": str(data_dir), "seed": seed})
-    splits = load_dataset(raw["dataset"], data_dir, seed)
+    splits = splits_for(config)  # aligned chips for a face tower, as its training and serving cut them
+    if raw.get("loss") == PRETRAINED_LOSS:  # never trained: calibrated on every identity outside the test
+        splits = calibration_splits(splits)
     return export_artifact(
         tower, splits, config, detail.get("history", []), models_dir, target_far=target_far,
         extra={"recalibrated_from": raw["version"]}, loss=raw.get("loss"), miner=raw.get("miner"),
