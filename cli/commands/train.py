@@ -45,6 +45,7 @@ _COMPARED = (
     ("test one-shot, every enrolment", "test", ""),
     ("test AUC", "test", "auc"),
     ("test ECE", "test", "ece"),
+    ("test FAR at the verify threshold", "test", "far_at_threshold"),
 )
 
 
