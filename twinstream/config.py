@@ -341,7 +341,7 @@ class ServeSettings(_Group):
         "a batch runs still form the next batch)",
     )
     concurrent_batches: int = Field(
-        2,
+        1,
         ge=1,
         le=16,
         description="HTTP batches a replica runs at once: while one is in the tower, the next one's images "
