@@ -154,13 +154,19 @@ def wait_drained(settings: Settings, ends: dict[int, int], timeout_s: float) -> 
     result is on the results topic. One offset fetch per 0.2 s: next to nothing on the shared cores.
     """
     from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
 
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
     topic, deadline = settings.kafka.images_topic, time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
             group = settings.ingest.group_id
-            committed = admin.list_group_offsets(group).get(group) or {}
+            try:
+                committed = admin.list_group_offsets(group).get(group) or {}
+            except KafkaError as exc:  # a fresh broker has no group coordinator for the first seconds
+                if not exc.retriable:
+                    raise
+                committed = {}
             done = {tp.partition: meta.offset for tp, meta in committed.items() if tp.topic == topic}
             if all(done.get(p, -1) >= end for p, end in ends.items()):
                 return

@@ -43,7 +43,7 @@ def _bound_tenant(keys: dict[str, str], credentials: HTTPAuthorizationCredential
     return matches[0]
 
 
-def current_tenant(
+async def current_tenant(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     x_tenant: Annotated[
@@ -69,10 +69,12 @@ def current_tenant(
         raise ApiError.from_input(exc) from None
 
 
+#: Both dependencies are ``async``: they only compare strings, and FastAPI runs a plain ``def``
+#: dependency in a worker thread, one thread hop per request.
 Tenant = Annotated[str, Depends(current_tenant)]
 
 
-def named_tenant(
+async def named_tenant(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     tenant: Annotated[str, Path(description="the tenant this resource belongs to")],

@@ -181,23 +181,22 @@ class MatchingPipeline:
             for i, r in enumerate(out)
             if r is not None  # every slot is filled: replayed, rejected before or decided per op
         ]
-        if self._results is not None and len(replayed) < len(final):
-            fresh = [r for i, r in enumerate(final) if i not in replayed]
-            await asyncio.to_thread(self._results.put_many, fresh)
-        await self._index_subjects(items, final)
-        return final
-
-    async def _index_subjects(self, items: list[Item], results: list[MatchResult]) -> None:
-        """Tell the cache which subject each image was enrolled, verified or identified as (for erasure)."""
-        if self._cache is None:
-            return
+        fresh = [r for i, r in enumerate(final) if i not in replayed]
         entries = [
             (result.tenant, result.subject, item.digest)
             for item in items
-            if (result := results[item.index]).subject and item.digest and result.decision in _NAMES_SUBJECT
+            if (result := final[item.index]).subject and item.digest and result.decision in _NAMES_SUBJECT
         ]
-        if entries:
-            await asyncio.to_thread(self._cache.index_subjects, entries)
+        await asyncio.to_thread(self._record, fresh, entries)  # one thread hop for both writes
+        return final
+
+    def _record(self, fresh: list[MatchResult], entries: list[tuple[str, str, str]]) -> None:
+        """Store the batch's new results, and tell the cache which subject each image was enrolled,
+        verified or identified as (for erasure)."""
+        if self._results is not None and fresh:
+            self._results.put_many(fresh)
+        if self._cache is not None and entries:
+            self._cache.index_subjects(entries)
 
     async def _policies_of(self, items: list[Item]) -> dict[str, TenantPolicy]:
         tenants = list(dict.fromkeys(v.request.tenant for v in items))
