@@ -78,20 +78,24 @@ def _log(settings: Settings, images: list[bytes]) -> float:
 
 
 def _raw(model: Path, images: list[bytes], settings: Settings) -> dict[str, float]:
-    """Decode + resize alone, and the forward alone, of the same images (best of 3 passes each)."""
+    """Decode and cut (detection and alignment for a face model) alone, and the forward alone, of the
+    same images (best of 3 passes each)."""
     from services.embedder.model import TowerEmbedder
     from twinstream.contracts import ImageRequest, Op
+    from twinstream.images.face_finder import FaceFinders
     from twinstream.images.prepared import prepare
     from twinstream.images.preprocess import normalize
 
     embedder = TowerEmbedder.from_dir(model, threads=settings.lifecycle.reindex_threads)
     spec, size = embedder.manifest.input, settings.lifecycle.reindex_batch
+    faces = FaceFinders(settings.faces).for_spec(spec)  # None unless the model takes face chips
     requests = [ImageRequest(str(i), Op.ENROLL, png, "t", "s") for i, png in enumerate(images)]
     prepare_s = forward_s = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
         chunks = [
-            prepare(requests[i : i + size], spec, settings.limits)[0] for i in range(0, len(requests), size)
+            prepare(requests[i : i + size], spec, settings.limits, faces)[0]
+            for i in range(0, len(requests), size)
         ]
         prepare_s = min(prepare_s, time.perf_counter() - t0)
         tensors = [normalize(c.pixels, spec) for c in chunks]
