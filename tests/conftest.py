@@ -25,6 +25,17 @@ from twinstream.config import Settings, load_settings
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread for the test: multi-threaded BLAS/OpenMP crawls on 2 shared cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _test_settings() -> Settings:
     """Settings for a private stack: every port free, everything else default."""
     kafka_port = free_port()

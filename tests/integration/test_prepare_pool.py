@@ -65,8 +65,8 @@ def test_the_pools_processes_end_with_their_parent(tmp_path: Path) -> None:
         "from twinstream.images.prepare_pool import PreparePool\n"
         "pool = PreparePool(2, LimitsSettings(), FacesSettings())\n"
         "print(' '.join(map(str, sorted(pool.warm()))), flush=True)\n"
-        "import time\n"
-        "time.sleep(600)\n"
+        "import signal\n"
+        "signal.pause()  # until the test kills it\n"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:

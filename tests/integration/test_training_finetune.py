@@ -68,11 +68,8 @@ def _faces_available() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test here runs torch on one thread (`tests.conftest.one_torch_thread`)."""
 
 
 def _assert_compared_and_servable(path: Path, workers: int) -> None:

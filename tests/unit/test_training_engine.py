@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,12 +16,8 @@ from twinstream.model.tower import build_tower
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Multi-threaded BLAS/OpenMP crawls on a 2-core machine shared with other test runs.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test here runs torch on one thread (`tests.conftest.one_torch_thread`)."""
 
 
 CFG = TrainConfig(dataset="digits", epochs=2, steps_per_epoch=3, augment=False, threads=1)
