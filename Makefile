@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TW := $(VENV)/bin/twinstream
 PYTEST_ARGS ?=
+#: pytest-xdist processes for the unit lane (pure tests: they parallelise; the service lanes share one stack)
+UNIT_WORKERS ?= auto
 
 .PHONY: setup demo test test-fast lint lock format protos stack-up stack-down bench clean
 
@@ -14,11 +16,12 @@ setup: ## virtualenv from requirements.lock, broker jars, Debian packages (when 
 demo: setup ## the whole system end to end (faces when the data set is present, else digits)
 	$(TW) demo
 
-test: setup ## the full suite: unit, integration (one real service each), system (the services together)
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: setup ## the full suite: the unit lane, then integration (one real service each) and system (the services together)
+	$(PY) -m pytest tests/unit -n $(UNIT_WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest tests/integration tests/system $(PYTEST_ARGS)
 
 test-fast: setup ## the unit lane: pure, no services, under a minute
-	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit -q -n $(UNIT_WORKERS) $(PYTEST_ARGS)
 
 lint: setup ## ruff check + ruff format --check + mypy + the import layers (lint-imports)
 	$(VENV)/bin/ruff check .

@@ -15,7 +15,7 @@ from twinstream.contracts import ImageRequest, Op, RejectReason
 from twinstream.names import is_valid
 
 LIMITS = LimitsSettings(max_image_bytes=4096)
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 KNOWN = ("op", "subject", "tenant", "request-id", "top-k", "content-type")
 ID_CHARS = string.ascii_letters + string.digits + "_.:@+-"
 

@@ -35,7 +35,7 @@ from twinstream.model.provenance import (
 
 #: AT&T subjects and image numbers: 24 people with a detected face, and three frames where dlib's
 #: detector finds none (the whole frame is then the box, as the face pipeline does).
-_DETECTED = [(person, 1) for person in range(1, 25)]
+_DETECTED = [(person, 1) for person in range(1, 13)]
 _UNDETECTED = [(33, 2), (35, 2), (37, 2)]
 
 

@@ -97,7 +97,7 @@ def test_gallery_sizes_round_up_to_a_small_grid() -> None:
 rates = st.floats(min_value=POLICY_MIN, max_value=POLICY_MAX)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     distance=st.floats(min_value=0.0, max_value=2.0),
     far=rates,

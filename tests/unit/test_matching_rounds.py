@@ -48,7 +48,7 @@ ops = st.sampled_from([Op.ENROLL, Op.DELETE, Op.VERIFY, Op.IDENTIFY])
 steps = st.lists(st.tuples(ops, st.sampled_from(SUBJECTS), st.sampled_from(IMAGES)), min_size=1, max_size=12)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(steps)
 def test_a_batch_answers_exactly_as_a_sequential_replay_of_its_records(
     batch: list[tuple[Op, str, bytes]],
