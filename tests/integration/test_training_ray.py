@@ -1,4 +1,5 @@
-"""Siamese training through Ray Train on the test stack's Ray head: in-process driver and `ray job submit`."""
+"""Siamese training through Ray Train on the test stack's Ray head: `ray job submit` (the users' path) with
+two workers, and the in-process driver resuming a crashed worker from its checkpoint."""
 
 from __future__ import annotations
 
@@ -53,19 +54,6 @@ def ray_connected(ray_address: str) -> Iterator[None]:
         ray.shutdown()
 
 
-def test_two_worker_ray_training_yields_an_artifact_that_beats_an_untrained_tower(
-    ray_connected: None, tmp_path: Path
-) -> None:
-    run = RayRun(workers=2, cpus_per_worker=CPUS_PER_WORKER, storage_path=tmp_path / "ray")
-    path = train_with_ray(DIGITS_CFG, run, tmp_path / "models", target_far=1e-3)
-    loaded = load_artifact(path)
-    details = json.loads((path / "metrics.json").read_text())
-    assert details["workers"] == 2 and details["history"][0]["world_size"] == 2
-    assert loaded.manifest.metrics["auc"] > _untrained_test_auc(seed=0) + 0.02
-    assert 0.0 < loaded.manifest.threshold < 2.0
-    assert (path / "roc.png").stat().st_size > 1000 and (path / "training_curves.png").is_file()
-
-
 def test_a_worker_failure_resumes_from_the_last_checkpoint(ray_connected: None, tmp_path: Path) -> None:
     cfg = DIGITS_CFG.with_(epochs=2, steps_per_epoch=10)
     run = RayRun(
@@ -77,7 +65,9 @@ def test_a_worker_failure_resumes_from_the_last_checkpoint(ray_connected: None, 
     assert history[1]["resumed"] == 1.0 and history[0]["resumed"] == 0.0
 
 
-def test_ray_job_submit_trains_and_prints_the_artifact_path(ray_dashboard_url: str, tmp_path: Path) -> None:
+def test_ray_job_submit_trains_on_two_workers_and_prints_an_artifact_that_beats_an_untrained_tower(
+    ray_dashboard_url: str, tmp_path: Path
+) -> None:
     runtime_env = {
         "working_dir": str(REPO_ROOT),
         "excludes": [".venv", ".git", "models", ".twinstream", "runs", "*.egg-info", "__pycache__"],
@@ -105,6 +95,11 @@ def test_ray_job_submit_trains_and_prints_the_artifact_path(ray_dashboard_url: s
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     match = re.search(r"artifact: (\S+)", done.stdout)
     assert match, done.stdout[-3000:]
-    loaded = load_artifact(Path(match.group(1)))
+    path = Path(match.group(1))
+    loaded = load_artifact(path)
+    details = json.loads((path / "metrics.json").read_text())
     assert loaded.manifest.dataset == "digits"
+    assert details["workers"] == 2 and details["history"][0]["world_size"] == 2
     assert loaded.manifest.metrics["auc"] > _untrained_test_auc(seed=0) + 0.02
+    assert 0.0 < loaded.manifest.threshold < 2.0
+    assert (path / "roc.png").stat().st_size > 1000 and (path / "training_curves.png").is_file()
