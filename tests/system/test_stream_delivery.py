@@ -40,19 +40,19 @@ Message = tuple[str, bytes, list[tuple[str, bytes]]]
 
 
 def mixed_messages(tenant: str, seed: int = 0) -> tuple[list[Message], set[tuple[str, bytes]], set[str]]:
-    """2,000 messages: 700 enrolls (600 distinct), 1,200 identifies, 40 verifies, 60 poison.
+    """1,000 messages: 350 enrolls (300 distinct), 600 identifies, 20 verifies, 30 poison.
 
     Returns the messages, the distinct (subject, image) pairs enrolled, and the poison request ids.
     """
     rng = random.Random(seed)
     t = ("tenant", tenant.encode())
-    enrolls = [(f"p{i % 40}", digit_png(i)) for i in range(600)]
+    enrolls = [(f"p{i % 40}", digit_png(i)) for i in range(300)]
     msgs: list[Message] = []
-    for subject, image in enrolls + rng.sample(enrolls, 100):
+    for subject, image in enrolls + rng.sample(enrolls, 50):
         msgs.append(("", image, [("op", b"enroll"), ("subject", subject.encode()), t]))
-    msgs += [("", digit_png(600 + j % 1197), [("op", b"identify"), t]) for j in range(1200)]
+    msgs += [("", digit_png(300 + j % 1497), [("op", b"identify"), t]) for j in range(600)]
     msgs += [
-        ("", digit_png(j), [("op", b"verify"), ("subject", f"p{j % 40}".encode()), t]) for j in range(40)
+        ("", digit_png(j), [("op", b"verify"), ("subject", f"p{j % 40}".encode()), t]) for j in range(20)
     ]
     poison_kinds: list[tuple[bytes, list[tuple[str, bytes]]]] = [
         (os.urandom(512), [("op", b"identify"), t]),
@@ -60,7 +60,7 @@ def mixed_messages(tenant: str, seed: int = 0) -> tuple[list[Message], set[tuple
         (digit_png(2), [("op", b"enroll"), t]),
         (digit_png(3)[:40], [("op", b"identify"), t]),
     ]
-    msgs += [("poison", *poison_kinds[j % 4]) for j in range(60)]
+    msgs += [("poison", *poison_kinds[j % 4]) for j in range(30)]
     rng.shuffle(msgs)
     numbered = [
         (f"m{k}-{kind}", value, [*headers, ("request-id", f"m{k}-{kind}".encode())])
@@ -146,16 +146,16 @@ def test_nothing_is_lost_across_kill_9_of_a_worker_and_a_broker_restart(
 ) -> None:
     settings = stream_settings(served_app.settings, unique_name, max_poll_records=32)
     messages, distinct, poison = mixed_messages(unique_name)
-    publish(settings, messages[:1000])
+    publish(settings, messages[:500])
     first = start_worker_process(settings, 0, tmp_path)
     workers: list[WorkerProcess] = [first]
     try:
-        wait_for(lambda: len(collect_results(settings, 0, 0)) >= 150, 90, "the first worker's results")
+        wait_for(lambda: len(collect_results(settings, 0, 0)) >= 75, 90, "the first worker's results")
         first.kill()  # kill -9 mid-stream: its in-flight batch is uncommitted and must be replayed
         workers.append(start_worker_process(settings, 1, tmp_path))
-        wait_for(lambda: len(collect_results(settings, 0, 0)) >= 500, 90, "the second worker's results")
+        wait_for(lambda: len(collect_results(settings, 0, 0)) >= 250, 90, "the second worker's results")
         kafka_broker.restart()  # type: ignore[attr-defined]
-        publish(settings, messages[1000:])
+        publish(settings, messages[500:])
         expected = {rid for rid, _, _ in messages}
         wait_for(lambda: expected <= set(by_request(collect_results(settings, 0, 0))), 150, "every result")
         assert workers[1].stop() == 0, workers[1].log.read_text()[-3000:]
