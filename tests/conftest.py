@@ -73,7 +73,7 @@ def test_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings.paths.state_dir = tmp_path_factory.mktemp("stack")
     stack = Stack(settings, settings.paths.state_dir)
     yield stack
-    stack.down()
+    stack.down(grace_s=1.0)  # its state directory is thrown away: no clean shutdown to wait for
 
 
 def ensure_part(stack: Stack, name: str) -> None:

@@ -58,16 +58,18 @@ class Stack:
         """Start each chosen part that is not already running and wait until it answers."""
         return [part.up() for part in self._select(names)]
 
-    def down(self, names: Iterable[str] | None = None) -> list[str]:
+    def down(self, names: Iterable[str] | None = None, grace_s: float = 20.0) -> list[str]:
         """Stop the chosen parts we started, in reverse order; returns the names stopped.
 
-        A full `down` also stops the processes a demo left running (``<state_dir>/demo/*.pid``).
+        Each part gets SIGTERM and up to ``grace_s`` to exit cleanly (Kafka and Milvus flush their logs)
+        before SIGKILL; a throw-away state directory can pass a short grace. A full `down` also stops the
+        processes a demo left running (``<state_dir>/demo/*.pid``).
         """
         stopped = []
         if names is None:
             stopped = [f"demo {p.stem}" for p in sorted((self.state_dir / "demo").glob("*.pid"))
-                       if ManagedProcess(p.stem, p.parent).stop()]  # fmt: skip
-        return stopped + [part.name for part in reversed(self._select(names)) if part.down()]
+                       if ManagedProcess(p.stem, p.parent).stop(timeout_s=grace_s)]  # fmt: skip
+        return stopped + [part.name for part in reversed(self._select(names)) if part.down(grace_s)]
 
     def restart(self, name: str) -> PartStatus:
         part = self._select([name])[0]

@@ -95,8 +95,9 @@ class Component(ABC):
         self.after_ready()
         return PartStatus(self.name, State.STARTED, self.endpoint, self._pid())
 
-    def down(self) -> bool:
-        return self.proc.stop()
+    def down(self, grace_s: float = 20.0) -> bool:
+        """SIGTERM, up to ``grace_s`` for a clean exit, then SIGKILL; True if something was stopped."""
+        return self.proc.stop(timeout_s=grace_s)
 
     def status(self) -> PartStatus:
         if reason := self.missing():

@@ -223,9 +223,10 @@ class RayHead(Component):
 
         return job_api_ok(self.settings.ray.dashboard_url)
 
-    def down(self) -> bool:
+    def down(self, grace_s: float = 20.0) -> bool:
         # `ray start --block` ignores SIGTERM: a short grace, then SIGKILL of the whole family.
-        stopped = self.proc.stop(timeout_s=5)
+        grace_s = min(5.0, grace_s)
+        stopped = self.proc.stop(timeout_s=grace_s)
         from cli.stack.raytools import kill_session_processes
 
-        return kill_session_processes(self.temp_dir) or stopped
+        return kill_session_processes(self.temp_dir, timeout_s=2 * grace_s) or stopped
