@@ -66,15 +66,6 @@ def _identity_index(pairs: IdentityPairs) -> tuple[int, np.ndarray, np.ndarray]:
     return len(ids), inverse[: len(pairs.first)], inverse[len(pairs.first) :]
 
 
-def identity_multiplicities(
-    same: np.ndarray, index: tuple[int, np.ndarray, np.ndarray], rng: np.random.Generator
-) -> np.ndarray:
-    """One bootstrap draw's per-pair weight: m_c for genuine pairs, m_a · m_b for impostor pairs."""
-    n, first, second = index
-    m = rng.multinomial(n, np.full(n, 1.0 / n)).astype(np.float64)
-    return np.where(same, m[first], m[first] * m[second])
-
-
 def ece_with_interval(
     probabilities: np.ndarray,
     pairs: IdentityPairs,
@@ -84,17 +75,40 @@ def ece_with_interval(
     seed: int = 0,
     bins: int = ECE_BINS,
 ) -> EceEstimate:
-    """ECE of ``probabilities`` for ``pairs`` and its identity-bootstrap percentile interval."""
+    """ECE of ``probabilities`` for ``pairs`` and its identity-bootstrap percentile interval.
+
+    Pairs that share their two identities, their kind (genuine or impostor) and their probability bin
+    weigh the same in every draw, so each such group is summed once and a draw costs one pass over
+    the groups (tens to thousands) rather than over the pairs (hundreds of thousands). A draw skips
+    when it leaves no genuine or no impostor weight.
+    """
     rng = np.random.default_rng(seed)
     value = expected_calibration_error(probabilities, pairs.same, bins, prior)
-    index = _identity_index(pairs)
-    draws = []
-    for _ in range(resamples):
-        w = identity_multiplicities(pairs.same, index, rng)
-        if w[pairs.same].sum() > 0 and w[~pairs.same].sum() > 0:
-            draws.append(expected_calibration_error(probabilities, pairs.same, bins, prior, w))
+    n, first, second = _identity_index(pairs)
+    keys = ((first.astype(np.int64) * n + second) * 2 + pairs.same) * bins + _bin_index(probabilities, bins)
+    keys, group = np.unique(keys, return_inverse=True)
+    gap = np.bincount(group, probabilities - pairs.same, len(keys))  # Σ (p - y): the bins' |conf - acc|
+    count = np.bincount(group, minlength=len(keys)).astype(np.float64)
+    genuine = (keys // bins) % 2 == 1
+    in_bin = np.zeros((len(keys), bins))
+    in_bin[np.arange(len(keys)), keys % bins] = 1.0
+    a, b = np.divmod(keys // (2 * bins), n)
+    draws: list[float] = []
+    per_chunk = max(1, _CHUNK_CELLS // len(keys))
+    for start in range(0, resamples, per_chunk):
+        m = rng.multinomial(n, np.full(n, 1.0 / n), size=min(per_chunk, resamples - start)).astype(float)
+        w = np.where(genuine, m[:, a], m[:, a] * m[:, b])  # m_c genuine, m_a · m_b impostor
+        mass = w * count
+        pos, neg = mass[:, genuine].sum(1), mass[:, ~genuine].sum(1)
+        ok = (pos > 0) & (neg > 0)
+        to_prior = np.where(genuine, prior / pos[ok, None], (1.0 - prior) / neg[ok, None])
+        draws.extend(np.abs((w[ok] * to_prior * gap) @ in_bin).sum(1).tolist())
     low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
     return EceEstimate(value, float(low), float(high), level, len(draws))
+
+
+#: Draws × pair groups held at once by `ece_with_interval` (16 MB per float64 array).
+_CHUNK_CELLS = 2_000_000
 
 
 def reliability_png(

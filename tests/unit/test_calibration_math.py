@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from training.calibration import fit_score_calibration, sample_identity_pairs
+from training.calibration import IdentityPairs, fit_score_calibration, sample_identity_pairs
 from training.calibration_quality import ece_with_interval, expected_calibration_error
 from training.impostor_fit import TailFit, model_from_sorted
 from twinstream.model.calibration import BetaMap, IsotonicMap, PlattMap, ScoreCalibration
@@ -203,6 +203,37 @@ def test_calibration_fit_on_some_identities_is_calibrated_on_others_with_an_iden
     assert 0 <= estimate.low <= estimate.high < 0.06
     wrong = ece_with_interval(np.where(fresh.same, 0.3, 0.7), fresh, resamples=40)
     assert wrong.low > 0.5
+
+
+def _bootstrap_by_definition(
+    p: np.ndarray, pairs: IdentityPairs, prior: float, resamples: int, seed: int
+) -> list[float]:
+    """The identity bootstrap draw by draw: identity c gets multiplicity m_c; a genuine pair of c
+    counts m_c times, an impostor pair of a and b m_a · m_b times; a draw without both kinds skips."""
+    rng = np.random.default_rng(seed)
+    ids, inverse = np.unique(np.concatenate([pairs.first, pairs.second]), return_inverse=True)
+    first, second = inverse[: len(pairs.first)], inverse[len(pairs.first) :]
+    draws = []
+    for _ in range(resamples):
+        m = rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids))).astype(float)
+        w = np.where(pairs.same, m[first], m[first] * m[second])
+        if w[pairs.same].sum() > 0 and w[~pairs.same].sum() > 0:
+            draws.append(expected_calibration_error(p, pairs.same, prior=prior, weights=w))
+    return draws
+
+
+@pytest.mark.parametrize(("identities", "per", "prior"), [(3, 2, 0.5), (10, 10, 0.3), (60, 4, 0.5)])
+def test_the_grouped_identity_bootstrap_equals_the_draw_by_draw_definition(
+    identities: int, per: int, prior: float
+) -> None:
+    emb, labels = _clusters(identities, identities=identities, per=per, noise=1.0)
+    pairs = sample_identity_pairs(emb, labels, 0, max_neg=5_000)
+    p = 1.0 / (1.0 + np.exp(8.0 * (pairs.distances - 0.6)))
+    estimate = ece_with_interval(p, pairs, prior, resamples=60, seed=3)
+    draws = _bootstrap_by_definition(p, pairs, prior, 60, seed=3)
+    assert estimate.resamples == len(draws)
+    assert estimate.value == pytest.approx(expected_calibration_error(p, pairs.same, prior=prior))
+    assert [estimate.low, estimate.high] == pytest.approx(list(np.quantile(draws, [0.025, 0.975])), abs=1e-12)
 
 
 @pytest.mark.parametrize(
