@@ -68,6 +68,7 @@ class Assessment:
     calibrated: Calibrated
     validation: dict[str, float]
     test: dict[str, float]
+    curves: dict[str, Any]  # the test identities' ROC and reliability data, for the winner's figures
 
     def rank(self) -> tuple[float, float, float]:
         """Sort key of the criterion: smaller is better."""
@@ -88,13 +89,14 @@ def assess(entry: Entry, target_far: float) -> Assessment:
     """Calibrate ``entry`` on its validation identities; its figures there and on the test identities."""
     tower, _ = serving_view(entry.trained.tower, entry.splits, entry.cfg)
     seed = entry.cfg.seed
-    calibrated = calibrate(tower, entry.splits, target_far, seed)
     val = entry.splits.val
-    validation = evaluate_embeddings(embed_images(tower, val.images, entry.splits.spec), val.labels, seed)
+    val_embeddings = embed_images(tower, val.images, entry.splits.spec)  # once: calibration and figures
+    calibrated = calibrate(tower, entry.splits, target_far, seed, val_embeddings)
+    validation = evaluate_embeddings(val_embeddings, val.labels, seed)
     if calibrated.fit is not None and calibrated.fit.log_loss:
         validation["calibration_log_loss"] = min(calibrated.fit.log_loss.values())
-    test, _ = test_metrics(tower, entry.splits, calibrated, seed)
-    return Assessment(entry, calibrated, validation, test)
+    test, curves = test_metrics(tower, entry.splits, calibrated, seed)
+    return Assessment(entry, calibrated, validation, test, curves)
 
 
 def choose(assessments: list[Assessment]) -> Assessment:
@@ -160,7 +162,7 @@ def export_compared(
     return export_artifact(
         entry.trained.tower, entry.splits, entry.cfg, entry.trained.history, models_dir,
         target_far=target_far, extra=extra, provenance=entry.provenance, calibrated=winner.calibrated,
-        loss=entry.loss, miner=entry.miner,
+        tested=(winner.test, winner.curves), loss=entry.loss, miner=entry.miner,
     )  # fmt: skip
 
 

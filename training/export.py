@@ -77,7 +77,13 @@ class Calibrated:
         return cls(manifest.calibration, manifest.impostors, manifest.threshold)
 
 
-def calibrate(tower: nn.Module, splits: DataSplits, target_far: float, seed: int = 0) -> Calibrated:
+def calibrate(
+    tower: nn.Module,
+    splits: DataSplits,
+    target_far: float,
+    seed: int = 0,
+    val_embeddings: np.ndarray | None = None,
+) -> Calibrated:
     """Fit calibration and impostor model on the validation identities; the threshold at ``target_far``.
 
     The impostor model keeps each probe's own distance scale but one tail exponent for all probes: per-probe
@@ -86,8 +92,9 @@ def calibrate(tower: nn.Module, splits: DataSplits, target_far: float, seed: int
     the shared tail within ±40 % of the target FPIR at 10, 100 and 1,000 enrolled identities). Where
     identities nest in families (Omniglot's alphabets), a probe's own family weighs what it weighs among
     every identity of the data set, not what it weighs among the few held-out families.
+    ``val_embeddings`` are the tower's embeddings of ``splits.val`` when the caller already has them.
     """
-    emb = embed_images(tower, splits.val.images, splits.spec)
+    emb = embed_images(tower, splits.val.images, splits.spec) if val_embeddings is None else val_embeddings
     fit = fit_score_calibration(sample_identity_pairs(emb, splits.val.labels, seed), seed=seed)
     families = _families(splits)
     impostors = fit_impostor_model(
@@ -112,9 +119,11 @@ def _known_classes(splits: DataSplits) -> np.ndarray:
     return np.unique(np.concatenate([splits.train.labels, splits.val.labels]))
 
 
-def test_metrics(
-    tower: nn.Module, splits: DataSplits, calibrated: Calibrated, seed: int = 0
-) -> tuple[dict[str, float], dict[str, Any]]:
+#: A tower's test figures and its ROC and reliability data, as `test_metrics` returns them.
+Tested = tuple[dict[str, float], dict[str, Any]]
+
+
+def test_metrics(tower: nn.Module, splits: DataSplits, calibrated: Calibrated, seed: int = 0) -> Tested:
     """Every test figure of a tower on the test identities, plus its ROC and reliability data."""
     emb = embed_images(tower, splits.test.images, splits.spec)
     metrics = evaluate_embeddings(emb, splits.test.labels, seed=seed)
@@ -165,18 +174,22 @@ def export_artifact(
     extra: dict[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     calibrated: Calibrated | None = None,
+    tested: Tested | None = None,
     loss: str | None = None,
     miner: str | None = None,
 ) -> Path:
     """Calibrate, evaluate and save ``tower`` as a new artifact version; returns its directory.
 
     The tower gets the run's test-time augmentation first, so calibration, test metrics and serving all
-    see the same embeddings. ``calibrated`` may be passed when the caller already fitted it; ``loss``
-    and ``miner`` name the recipe when it was not the config's (a pretrained tower).
+    see the same embeddings. ``calibrated``, and ``tested`` with it, may be passed when the caller
+    already fitted and measured the same serving view (`training.compare`); ``loss`` and ``miner`` name
+    the recipe when it was not the config's (a pretrained tower).
     """
+    if tested is not None and calibrated is None:
+        raise ValueError("test figures were measured with a calibration: pass it too")
     tower, shifts = serving_view(tower, splits, cfg)
     calibrated = calibrated or calibrate(tower, splits, target_far, cfg.seed)
-    metrics, curves = test_metrics(tower, splits, calibrated, cfg.seed)
+    metrics, curves = tested or test_metrics(tower, splits, calibrated, cfg.seed)
     manifest = Manifest(
         version=new_version(), architecture=cfg.architecture, input=splits.spec,
         embedding_dim=cfg.embedding_dim, threshold=calibrated.threshold, target_far=target_far,

@@ -25,7 +25,7 @@ def _assessed(
                   TrainConfig(dataset="digits"))  # fmt: skip
     calibrated = Calibrated(cast(Any, None), cast(Any, None), 1.0)  # ranking reads only the figures
     validation = {"eer": eer, "oneshot_5way_every_enrolment": oneshot, "d_prime": d_prime}
-    return Assessment(entry, calibrated, validation, {"eer": test_eer})
+    return Assessment(entry, calibrated, validation, {"eer": test_eer}, {})
 
 
 def test_the_lowest_validation_eer_wins_whatever_the_test_figures_say() -> None:
