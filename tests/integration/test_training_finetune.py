@@ -1,9 +1,10 @@
 """A real, short fine-tune of dlib's face tower on AT&T, in this process and on Ray Train workers.
 
-Each run compares the pretrained tower, the fine-tuned one and a Conv-4 from scratch on the same unseen
-identities and ships the winner on the validation identities: the artifact records the comparison, its
-manifest names the shipped tower's architecture, and loaded it embeds a raw photo through the serving
-face finder exactly as training embedded the cached chip.
+Each run compares the pretrained tower and the fine-tuned one (in process also a Conv-4 from scratch; on
+Ray its fit is the digits Conv-4's of `test_training_ray`) on the same unseen identities and ships the
+winner on the validation identities: the artifact records the comparison, its manifest names the shipped
+tower's architecture, and loaded it embeds a raw photo through the serving face finder exactly as
+training embedded the cached chip.
 """
 
 from __future__ import annotations
@@ -72,15 +73,16 @@ def _one_thread(one_torch_thread: None) -> None:
     """Every test here runs torch on one thread (`tests.conftest.one_torch_thread`)."""
 
 
-def _assert_compared_and_servable(path: Path, workers: int) -> None:
+def _assert_compared_and_servable(path: Path, workers: int, contenders: set[Contender]) -> None:
     details = json.loads((path / "metrics.json").read_text())
     comparison, shipped = details["comparison"], details["shipped"]
-    assert set(comparison) == {str(c) for c in Contender} and shipped in comparison
+    assert set(comparison) == {str(c) for c in contenders} and shipped in comparison
     for figures in comparison.values():
         # AT&T's 40 people split 20/10/10: ten-way one-shot with every photo enrolled in turn
         assert {"eer", "auc", "oneshot_10way_every_enrolment", "d_prime"} <= set(figures["validation"])
         assert {"eer", "oneshot_10way_every_enrolment", "ece"} <= set(figures["test"])
-    assert comparison["conv4-scratch"]["architecture"] == "conv4"
+    if Contender.CONV4_SCRATCH in contenders:
+        assert comparison["conv4-scratch"]["architecture"] == "conv4"
     assert comparison["fine-tuned"]["architecture"] == FACE_RESNET
     tuned = comparison["fine-tuned"]["run"]
     assert tuned["workers"] == workers and tuned["train_seconds"] > 0
@@ -113,7 +115,7 @@ def test_an_in_process_fine_tune_ships_the_validation_winner_with_the_comparison
     details = json.loads((path / "metrics.json").read_text())
     assert details["selection"]["on"] == "validation identities"
     assert "levels:4" in details["comparison"]["fine-tuned"]["recipe"]
-    _assert_compared_and_servable(path, workers=1)
+    _assert_compared_and_servable(path, workers=1, contenders=set(Contender))
     # `twinstream eval` evaluates a face artifact on aligned chips too, and finds what the export found.
     out = tmp_path / "eval.json"
     args = [
@@ -147,14 +149,15 @@ def ray_connected(ray_address: str) -> Iterator[None]:
         ray.shutdown()
 
 
-@pytest.mark.slow  # two Ray Train fits (fine-tune, Conv-4): 1-2.5 min on 2 shared cores
+@pytest.mark.slow  # a Ray Train fit of the face tower: about a minute on 2 shared cores
 def test_a_ray_train_fine_tune_with_two_workers_ships_the_validation_winner(
     ray_connected: None, tmp_path: Path
 ) -> None:
     run = RayRun(workers=2, cpus_per_worker=0.25, storage_path=tmp_path / "ray")
-    path = train_with_ray(CFG, run, tmp_path / "models", target_far=1e-3)
+    cfg = CFG.with_(baseline_budget_s=0.0)  # no Conv-4 contender: one Ray Train fit, not two
+    path = train_with_ray(cfg, run, tmp_path / "models", target_far=1e-3)
     details = json.loads((path / "metrics.json").read_text())
     assert details["comparison"]["fine-tuned"]["run"]["ray_run"]
     if details["shipped"] == "fine-tuned":
         assert details["history"][0]["world_size"] == 2
-    _assert_compared_and_servable(path, workers=2)
+    _assert_compared_and_servable(path, workers=2, contenders={Contender.PRETRAINED, Contender.FINE_TUNED})
