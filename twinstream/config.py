@@ -310,6 +310,14 @@ class RaySettings(_Group):
         description="local head: HTTP reaches the app's replicas through HAProxy and each replica's own "
         "server (Serve's direct ingress) instead of Serve's Python proxy (HTTP p50 20 → 9 ms measured)",
     )
+    serve_drain_s: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="local head, serve_fast_ingress: how long a stopping replica stays reachable before it "
+        "refuses new connections (RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S; Ray's default of 30 s "
+        "is for load balancers outside the node, HAProxy on the head retries a refused connection)",
+    )
 
     @property
     def dashboard_url(self) -> str:

@@ -209,6 +209,7 @@ class RayHead(Component):
         base.mkdir(parents=True, exist_ok=True)
         return {
             **SERVE_FAST_INGRESS_ENV,
+            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(r.serve_drain_s),
             "RAY_SERVE_HAPROXY_METRICS_PORT": str(r.haproxy_metrics_port),
             "RAY_SERVE_HAPROXY_STATS_PORT": str(r.haproxy_stats_port),
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base / "haproxy.cfg"),
