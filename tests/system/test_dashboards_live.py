@@ -39,7 +39,7 @@ SUBJECTS = 10
 ENROLL_PER_SUBJECT = 3
 #: Traffic goes in waves, each one seen by Prometheus (from both exporters) before the next is sent:
 #: a rate needs two scrapes that differ, as it would under real, continuous traffic.
-WAVES = 4
+WAVES = 2
 #: Longest wait for Prometheus to show one wave: Ray exports every ~10 s and is scraped every 15 s.
 WAVE_SEEN_S = 90.0
 #: Every panel must show data within this long after the last result (Ray exports every ~10 s).
