@@ -39,7 +39,7 @@ SUBJECTS = 10
 ENROLL_PER_SUBJECT = 3
 #: Traffic goes in waves, each one seen by Prometheus (from both exporters) before the next is sent:
 #: a rate needs two scrapes that differ, as it would under real, continuous traffic.
-WAVES = 2
+WAVES = 4
 #: Longest wait for Prometheus to show one wave: Ray exports every ~10 s and is scraped every 15 s.
 WAVE_SEEN_S = 90.0
 #: Every panel must show data within this long after the last result (Ray exports every ~10 s).
@@ -90,7 +90,8 @@ def send(producer: KafkaProducer, topic: str, value: bytes, **headers: str) -> N
 
 
 class Scrapes:
-    """What Prometheus has scraped of this test's traffic: the worker's records, the Serve app's decisions."""
+    """What Prometheus has scraped of this test's traffic: the worker's records, the Serve app's decisions
+    and its match distances (the histogram the distance panels' quantiles read)."""
 
     def __init__(self, prometheus_url: str, worker_instance: str) -> None:
         self._url = prometheus_url
@@ -102,15 +103,23 @@ class Scrapes:
     def decided(self) -> float:
         return scraped_value(self._url, "sum(twinstream_decisions_total)") or 0.0
 
-    def wait_for(self, records: int, decisions_above: float, what: str) -> float:
-        """Wait until Prometheus shows ``records`` ingested and more than ``decisions_above`` decisions."""
+    def distances(self) -> float:
+        return scraped_value(self._url, "sum(twinstream_match_distance_count)") or 0.0
+
+    def wait_for(self, records: int, seen: tuple[float, float], what: str) -> tuple[float, float]:
+        """Wait until Prometheus shows ``records`` ingested and more decisions and match distances than
+        ``seen`` (``(0, -1)`` for the enrolments, which measure no distance); returns what it shows now."""
+
+        def now() -> tuple[float, float]:
+            return self.decided(), self.distances()
+
         wait_until(
-            lambda: self.ingested() >= records and self.decided() > decisions_above, WAVE_SEEN_S,
-            f"Prometheus to scrape {what}", interval_s=1.0,
-            describe=lambda: f"{self.ingested():.0f} of {records} records ingested, "
-            f"{self.decided():.0f} decisions (before: {decisions_above:.0f})",
+            lambda: self.ingested() >= records and all(n > b for n, b in zip(now(), seen, strict=True)),
+            WAVE_SEEN_S, f"Prometheus to scrape {what}", interval_s=1.0,
+            describe=lambda: f"{self.ingested():.0f} of {records} records ingested, (decisions, distances) "
+            f"{now()} (before: {seen})",
         )  # fmt: skip
-        return self.decided()
+        return now()
 
 
 def publish_workload(settings: Settings, tenant: str, scrapes: Scrapes) -> int:
@@ -128,7 +137,7 @@ def publish_workload(settings: Settings, tenant: str, scrapes: Scrapes) -> int:
         send(producer, topic, pngs[i], op="enroll", subject=f"d{labels[i]}", tenant=tenant)
     producer.flush()
     collect_results(settings, len(enrol), timeout_s=180)  # identify against a filled gallery
-    decided = scrapes.wait_for(len(enrol), 0, "the enrolments")
+    seen = scrapes.wait_for(len(enrol), (0.0, -1.0), "the enrolments")
     sent = len(enrol)
     later: list[tuple[bytes, dict[str, str]]] = [
         (pngs[i], {"op": "enroll", "subject": f"d{labels[i]}"})
@@ -146,7 +155,7 @@ def publish_workload(settings: Settings, tenant: str, scrapes: Scrapes) -> int:
             send(producer, topic, value, tenant=tenant, **headers)
         producer.flush()
         sent += len(later[wave::WAVES])
-        decided = scrapes.wait_for(sent, decided, f"wave {wave + 1} of {WAVES}")
+        seen = scrapes.wait_for(sent, seen, f"wave {wave + 1} of {WAVES}")
     producer.close()
     return sent
 
