@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -202,11 +203,15 @@ def _raw(app: ServedApp, request: FuzzRequest) -> int | None:
             reply += chunk
     if not reply:
         return None
-    status = int(reply.split(b" ", 2)[1])
-    if status >= 400:  # one of ours: JSON; the HTTP server's own refusals of a broken request are not
-        body = reply.split(b"\r\n\r\n", 1)[1]
-        if b"application/json" in reply.split(b"\r\n\r\n", 1)[0].lower():
-            assert {"reason", "detail"} <= set(json.loads(body)), reply[:300]
+    answer, _, body = reply.partition(b"\r\n\r\n")
+    status = int(answer.split(b" ", 2)[1])
+    declared = re.search(rb"(?im)^content-length:\s*(\d+)", answer)
+    size = int(declared.group(1)) if declared else -1
+    # One of ours is JSON (the HTTP server's own refusals of a broken request are not). Judge the first
+    # answer only (bytes past a short Content-Length may draw a second) and only when it arrived whole:
+    # a server may hang up mid-answer on a request whose framing lied.
+    if status >= 400 and b"application/json" in answer.lower() and 0 <= size <= len(body):
+        assert {"reason", "detail"} <= set(json.loads(body[:size])), reply[:300]
     return status
 
 
