@@ -153,7 +153,13 @@ def test_nothing_is_lost_across_kill_9_of_a_worker_and_a_broker_restart(
         wait_for(lambda: len(collect_results(settings, 0, 0)) >= 75, 90, "the first worker's results")
         first.kill()  # kill -9 mid-stream: its in-flight batch is uncommitted and must be replayed
         workers.append(start_worker_process(settings, 1, tmp_path))
-        wait_for(lambda: len(collect_results(settings, 0, 0)) >= 250, 90, "the second worker's results")
+        # The broker restarts once the second worker consumes every partition (the first one may have
+        # answered 250 before it died: the count alone could restart the broker under a starting worker).
+        wait_for(
+            lambda: "partitions assigned: [0, 1, 2, 3]" in workers[1].log.read_text()
+            and len(collect_results(settings, 0, 0)) >= 250,
+            90, "the second worker to own every partition, and 250 results",
+        )  # fmt: skip
         kafka_broker.restart()  # type: ignore[attr-defined]
         publish(settings, messages[500:])
         expected = {rid for rid, _, _ in messages}
